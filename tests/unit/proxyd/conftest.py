@@ -6,6 +6,8 @@ from typing import Callable, Iterator, List
 
 import pytest
 
+from proxyd.protocol.spice_link import TicketKey
+
 
 def _chunkings(data: bytes) -> Iterator[List[bytes]]:
     """``data`` whole, split in two at every byte boundary, and one byte at a time."""
@@ -18,3 +20,13 @@ def _chunkings(data: bytes) -> Iterator[List[bytes]]:
 @pytest.fixture
 def chunkings() -> Callable[[bytes], Iterator[List[bytes]]]:
     return _chunkings
+
+
+@pytest.fixture(scope="session")
+def proxy_key() -> TicketKey:
+    return TicketKey.generate()
+
+
+@pytest.fixture(scope="session")
+def qemu_key() -> TicketKey:
+    return TicketKey.generate()

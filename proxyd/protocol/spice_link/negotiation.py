@@ -1,0 +1,46 @@
+"""Which caps the proxy announces to the client, and whether the relay can stay byte-transparent.
+
+Each SPICE peer picks the mini header from the *other* side's caps
+(spice-server from the client's link message, spice-gtk from the server's
+reply) and uses it both ways.  The relay copies bytes without reframing, so
+the tenant's leg and QEMU's leg must agree on it: both use the mini header
+exactly when the client and QEMU both support it, and the proxy must
+announce it on both legs accordingly.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+from .constants import CommonCap
+from .errors import HeaderModeMismatch
+from .messages import Caps, LinkMess, LinkReply, caps_from_bits, has_cap, set_cap
+
+
+def mirror_reply_caps(client: LinkMess, backend_reply: LinkReply) -> Tuple[Caps, Caps]:
+    """QEMU's real caps, for answering the client once QEMU has replied."""
+    mini = client.mini_header and backend_reply.mini_header
+    return set_cap(backend_reply.common_caps, CommonCap.MINI_HEADER, mini), backend_reply.channel_caps
+
+
+def reply_first_caps(client: LinkMess) -> Tuple[Caps, Caps]:
+    """Caps for answering before QEMU is known (a main channel whose token is the ticket).
+
+    They claim nothing of the hypervisor's: no channel caps, and the mini
+    header only when the client has it (every QEMU of the last decade does;
+    ``relay_header_mode`` catches one that does not).
+    """
+    return (caps_from_bits(CommonCap.MINI_HEADER) if client.mini_header else ()), ()
+
+
+def relay_header_mode(client: LinkMess, to_backend: LinkMess, client_reply_common_caps: Caps,
+                      backend_reply: LinkReply) -> bool:
+    """True when both legs use the mini header; raises HeaderModeMismatch when they would differ."""
+    mini = client.mini_header and backend_reply.mini_header
+    announced_to_client = has_cap(client_reply_common_caps, CommonCap.MINI_HEADER)
+    if to_backend.mini_header != mini or announced_to_client != mini:
+        raise HeaderModeMismatch(
+            f"mini header: client {client.mini_header}, QEMU {backend_reply.mini_header},"
+            f" announced to QEMU {to_backend.mini_header}, to the client {announced_to_client}"
+        )
+    return mini
