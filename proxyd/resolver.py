@@ -1,0 +1,190 @@
+"""Client of resolverd's token API: ``GET <base>/token/<token>`` over mutual TLS.
+
+Blocking http.client calls meant for a worker's thread pool: one kept-alive
+connection per thread, a connect time-out and a read time-out, so a resolver
+that is down or slow ends in ResolverUnavailable within a bounded time.
+The answer keeps the anchor's shape (type, address, insecure, tlsTunnel,
+password) and reads resolverd's extra fields when present.
+"""
+
+import argparse
+import http.client
+import json
+import logging
+import socket
+import ssl
+import threading
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+from urllib.parse import quote, urlsplit
+
+from resolverd.settings import address
+
+log = logging.getLogger(__name__)
+
+MAX_ANSWER = 64 * 1024
+CONSOLE_TYPES = {"vnc": "vnc", "spice": "spice", "serial": "serial", "console": "serial"}
+
+
+class TokenRefused(Exception):
+    """resolverd does not know the token (or it expired, or was used up)."""
+
+
+class ResolverUnavailable(Exception):
+    """No answer that can be trusted: down, slow, refused our certificate, or answered nonsense."""
+
+
+@dataclass(frozen=True)
+class Console:
+    type: str  # "vnc" | "spice" | "serial"
+    host: str
+    port: int
+    insecure: bool
+    tls_tunnel: bool
+    password: Optional[str] = None
+    bridge_ticket: Optional[str] = None  # set for pty consoles, reached through resolverd's bridge
+    domain: str = "?"  # name (or UUID) for logs, when the resolver says
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_answer(document: Any) -> Console:
+    """The console of a 200 answer; ValueError names the first field that is wrong."""
+    if not isinstance(document, dict):
+        raise ValueError("the answer is not a JSON object")
+    kind = CONSOLE_TYPES.get(document.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        raise ValueError(f"unknown console type {document.get('type')!r}")
+    text = document.get("address")
+    if not isinstance(text, str):
+        raise ValueError("no address")
+    try:
+        host, port = address(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"bad address: {exc}") from None
+    if not host or port == 0:
+        raise ValueError(f"bad address {text!r}")
+    flags = {}
+    for field in ("insecure", "tlsTunnel"):
+        value = document.get(field, False)
+        if not isinstance(value, bool):
+            raise ValueError(f"{field} is not a boolean")
+        flags[field] = value
+    optional: Dict[str, Optional[str]] = {}
+    for field in ("password", "bridgeTicket", "domainName", "domainUuid"):
+        value = document.get(field)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{field} is not a string")
+        optional[field] = value
+    if flags["insecure"] and flags["tlsTunnel"]:
+        raise ValueError("insecure and tlsTunnel contradict each other")
+    return Console(type=kind, host=host, port=port, insecure=flags["insecure"], tls_tunnel=flags["tlsTunnel"],
+                   password=optional["password"], bridge_ticket=optional["bridgeTicket"],
+                   domain=optional["domainName"] or optional["domainUuid"] or "?")
+
+
+class ResolverClient:
+    def __init__(self, base_uri: str, context: Optional[ssl.SSLContext], connect_timeout: float,
+                 read_timeout: float) -> None:
+        parts = urlsplit(base_uri)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URI: {base_uri!r}")
+        if (parts.scheme == "https") != (context is not None):
+            raise ValueError("an https resolver needs a TLS context, an http one none")
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._path = parts.path.rstrip("/") + "/token/"
+        self._context = context
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: "set[http.client.HTTPConnection]" = set()
+
+    def lookup(self, token: str) -> Console:
+        """Blocking; run it in a thread pool."""
+        try:
+            status, body = self._exchange(token)
+        except (OSError, http.client.HTTPException) as exc:
+            raise ResolverUnavailable(_describe(exc)) from None
+        if status == 404:
+            raise TokenRefused()
+        if status != 200:
+            raise ResolverUnavailable(f"resolver answered HTTP {status}")
+        try:
+            return parse_answer(json.loads(body))
+        except ValueError as exc:
+            raise ResolverUnavailable(f"unusable answer: {exc}") from None
+
+    def _exchange(self, token: str) -> "tuple[int, bytes]":
+        connection, reused = self._connection()
+        try:
+            return self._get(connection, token)
+        except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+            self._drop(connection)
+            if not reused:
+                raise
+        except BaseException:
+            self._drop(connection)
+            raise
+        # resolverd closed the idle kept-alive connection before reading the request: retry once.
+        connection, _ = self._connection()
+        try:
+            return self._get(connection, token)
+        except BaseException:
+            self._drop(connection)
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, set()
+        for connection in connections:
+            connection.close()
+
+    def _get(self, connection: http.client.HTTPConnection, token: str) -> "tuple[int, bytes]":
+        connection.request("GET", self._path + quote(token, safe=""), headers={"Accept": "application/json"})
+        response = connection.getresponse()
+        body = response.read(MAX_ANSWER + 1)
+        if len(body) > MAX_ANSWER:
+            self._drop(connection)
+            raise ResolverUnavailable("answer too large")
+        if response.will_close:
+            self._drop(connection)
+        return response.status, body
+
+    def _connection(self) -> "tuple[http.client.HTTPConnection, bool]":
+        connection: Optional[http.client.HTTPConnection] = getattr(self._local, "connection", None)
+        if connection is not None and connection.sock is not None:
+            return connection, True
+        if self._context is not None:
+            connection = http.client.HTTPSConnection(self._host, self._port, timeout=self._connect_timeout,
+                                                     context=self._context)
+        else:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=self._connect_timeout)
+        connection.connect()
+        assert connection.sock is not None
+        connection.sock.settimeout(self._read_timeout)
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._local.connection = connection
+        with self._lock:
+            self._connections.add(connection)
+        return connection, False
+
+    def _drop(self, connection: http.client.HTTPConnection) -> None:
+        connection.close()
+        if getattr(self._local, "connection", None) is connection:
+            self._local.connection = None
+        with self._lock:
+            self._connections.discard(connection)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"resolver certificate not trusted: {exc.verify_message}"
+    if isinstance(exc, socket.timeout):
+        return "resolver timed out"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS with the resolver failed: {exc.reason or exc}"
+    return f"{type(exc).__name__}: {exc}"
