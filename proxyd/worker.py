@@ -1,0 +1,187 @@
+"""A worker process: one asyncio event loop over every connection it accepts.
+
+The listening sockets come from the master (inherited through fork); all
+workers accept from them.  Once a second the worker sweeps its sessions
+(idle timeout, websocket ping and missing pong) and sends the master a
+metrics snapshot when something changed.  SIGTERM drains: stop accepting,
+let sessions go on for the grace period, then close the rest with 1001.
+The end of the master's channel means the master is gone: drain too.
+"""
+
+import asyncio
+import logging
+import signal
+import socket
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, Optional, Set
+
+from websockets.frames import CloseCode
+
+from proxyd import channel
+from proxyd.backends import Outbound
+from proxyd.connection import Shared, handler
+from proxyd.metrics import TO_CLIENT, TO_CONSOLE, WorkerMetrics
+from proxyd.ratelimit import FailedAttempts
+from proxyd.resolver import ResolverClient
+from proxyd.session import Session
+from proxyd.settings import Contexts, Settings
+
+log = logging.getLogger(__name__)
+
+TICK = 1.0
+ACCEPT_BATCH = 64
+MAX_HANDSHAKES = 2048  # connections of one worker between accept and open session
+RESOLVER_THREADS = 32
+ACCEPT_PAUSE = 1.0  # after running out of file descriptors
+
+
+class Worker:
+    def __init__(self, settings: Settings, contexts: Contexts, listeners: List[socket.socket],
+                 link: socket.socket) -> None:
+        self._settings = settings
+        self._contexts = contexts
+        self._listeners = listeners
+        self._link = link
+        self._metrics = WorkerMetrics()
+        self._sessions: Set[Session] = set()
+        self._handshakes: "Set[asyncio.Task[None]]" = set()
+        self._draining = False
+        self._drain_deadline = 0.0
+        self._last_snapshot: Optional[dict] = None
+        self._stopped: "Optional[asyncio.Future[None]]" = None
+
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides; Ctrl-C reaches the whole group
+        asyncio.run(self._main())
+        return 0
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopped = loop.create_future()
+        loop.add_signal_handler(signal.SIGTERM, self.drain)
+        settings = self._settings
+        executor = ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="resolver")
+        resolver = ResolverClient(settings.resolver_uri, self._contexts.resolver, settings.resolver_connect_timeout,
+                                  settings.resolver_read_timeout)
+        shared = Shared(
+            public_context=self._contexts.public, allowed_origins=settings.allowed_origins,
+            handshake_timeout=settings.handshake_timeout,
+            resolver_timeout=2 * settings.resolver_connect_timeout + 2 * settings.resolver_read_timeout,
+            outbound=Outbound(connect=self._contexts.connect, bridge=self._contexts.resolver,
+                              server_name=settings.connect_server_name, allow_insecure=settings.connect_insecure),
+            resolver=resolver, executor=executor, failed_attempts=FailedAttempts(), metrics=self._metrics,
+            sessions=self._sessions)
+        self._start = handler(shared)
+        for listener in self._listeners:
+            listener.setblocking(False)
+            loop.add_reader(listener.fileno(), self._accept, listener)
+        loop.add_reader(self._link.fileno(), self._from_master)
+        ticker = loop.call_later(TICK, self._tick)
+        try:
+            await self._stopped
+        finally:
+            ticker.cancel()
+            self._send_snapshot()
+            executor.shutdown(wait=False, cancel_futures=True)
+            resolver.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("accept failed: %s; pausing accepts for %g s", exc, ACCEPT_PAUSE)
+                self._pause_accepting(listener)
+                return
+            if len(self._handshakes) >= MAX_HANDSHAKES:
+                log.warning("dropping a connection from %s: %d handshakes already in progress", peer[0],
+                            MAX_HANDSHAKES)
+                sock.close()
+                continue
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            task = self._start(sock, peer)
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+    def _pause_accepting(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(listener.fileno())
+
+        def resume() -> None:
+            if not self._draining:
+                loop.add_reader(listener.fileno(), self._accept, listener)
+        loop.call_later(ACCEPT_PAUSE, resume)
+
+    def _from_master(self) -> None:
+        try:
+            while channel.receive(self._link) is not None:
+                pass
+        except channel.ChannelClosed:
+            asyncio.get_running_loop().remove_reader(self._link.fileno())
+            log.warning("the master is gone; draining")
+            self.drain()
+
+    def drain(self) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        self._drain_deadline = time.monotonic() + self._settings.drain_grace
+        loop = asyncio.get_running_loop()
+        for listener in self._listeners:
+            loop.remove_reader(listener.fileno())
+            listener.close()
+        log.info("draining %d sessions and %d handshakes, for at most %g s", len(self._sessions),
+                 len(self._handshakes), self._settings.drain_grace)
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        assert self._stopped is not None
+        if self._stopped.done():
+            return
+        if not self._sessions and not self._handshakes:
+            self._stopped.set_result(None)
+        elif time.monotonic() >= self._drain_deadline:
+            # The next tick stops the loop: time for the close frames to leave.
+            for session in list(self._sessions):
+                session.end(CloseCode.GOING_AWAY, "the proxy is shutting down")
+            for task in list(self._handshakes):
+                task.cancel()
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._sweep(time.monotonic())
+        self._send_snapshot()
+        if self._draining:
+            self._check_drained()
+        assert self._stopped is not None
+        if not self._stopped.done():
+            loop.call_later(TICK, self._tick)
+
+    def _sweep(self, now: float) -> None:
+        idle_timeout, ping_interval = self._settings.idle_timeout, self._settings.ping_interval
+        for session in list(self._sessions):
+            if idle_timeout and session.idle_for(now) > idle_timeout:
+                session.end(CloseCode.NORMAL_CLOSURE, f"idle for more than {idle_timeout:g} s")
+                continue
+            if not ping_interval:
+                continue
+            client = session.client
+            if client.ping_sent is not None:
+                if now - client.ping_sent > ping_interval:
+                    session.end(CloseCode.GOING_AWAY, "no answer to ping")
+            elif now - client.last_activity > ping_interval:
+                client.ping()
+
+    def _send_snapshot(self) -> None:
+        open_bytes: Counter = Counter()
+        for session in self._sessions:
+            open_bytes[(session.console.type, TO_CONSOLE)] += session.to_console
+            open_bytes[(session.console.type, TO_CLIENT)] += session.to_client
+        snapshot = self._metrics.snapshot(open_bytes)
+        if snapshot != self._last_snapshot and channel.send(self._link, {"kind": "metrics", "snapshot": snapshot}):
+            self._last_snapshot = snapshot
