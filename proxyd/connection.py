@@ -1,0 +1,290 @@
+"""One accepted connection on the public port, from its first byte to an open session or a refusal.
+
+1. Peek at the first bytes (nothing is consumed): a TLS ClientHello, or a
+   clear-text ``GET`` when the port runs with --listen-insecure.
+2. TLS, then the first application bytes name the front: ``GET`` is a
+   websocket upgrade.  (Native SPICE ``REDQ`` and ``CONNECT`` come with the
+   SPICE MITM.)
+3. The upgrade request: path, Origin, a valid upgrade (else an HTTP 4xx);
+   101 with the chosen subprotocol.
+4. Token (URL or cookie), the per-address brake on failed attempts, the
+   resolver look-up, the console leg (and the VNC MITM); then the session.
+
+Everything up to the session counts against --handshake-timeout.  A refusal
+after the 101 is a close frame with a reason the tenant can read.
+"""
+
+import asyncio
+import logging
+import math
+import socket
+import ssl
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Callable, Optional, Set
+
+from websockets.frames import CloseCode
+from websockets.protocol import CONNECTING, OPEN
+
+from proxyd.backends import Outbound, open_console
+from proxyd.metrics import Failure, WorkerMetrics
+from proxyd.protocol.front_sniffer import MAX_PEEK, Front, FrontDetected, FrontSniffer, UnknownFront
+from proxyd.ratelimit import FailedAttempts
+from proxyd.refusal import Refusal
+from proxyd.request import WEBSOCKET_PATH, TokenError, origin_allowed, path_of, token_of
+from proxyd.resolver import Console, ResolverClient, ResolverUnavailable, TokenRefused
+from proxyd.session import Session
+from proxyd.websocket import HandshakeFailed, WebSocketLeg
+from resolverd.logs import token_ref
+
+log = logging.getLogger(__name__)
+
+PEEK_RETRY = 0.01  # the first bytes came in pieces: look again after this long
+
+
+@dataclass
+class Shared:
+    """What every connection of a worker uses."""
+
+    public_context: Optional[ssl.SSLContext]
+    allowed_origins: "tuple[str, ...]"
+    handshake_timeout: float
+    resolver_timeout: float
+    outbound: Outbound
+    resolver: ResolverClient
+    executor: Executor
+    failed_attempts: FailedAttempts
+    metrics: WorkerMetrics
+    sessions: Set[Session]
+
+
+class _FirstBytes(asyncio.Protocol):
+    """Holds the first application bytes after TLS until they name the front."""
+
+    def __init__(self, allowed: Set[Front]) -> None:
+        self._sniffer = FrontSniffer(allowed)
+        self.detected: "asyncio.Future[FrontDetected]" = asyncio.get_running_loop().create_future()
+        self.transport: Optional[asyncio.Transport] = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        try:
+            found = self._sniffer.receive_data(data)
+        except UnknownFront as exc:
+            self.transport.pause_reading()
+            self.detected.set_exception(exc)
+            return
+        if found is not None:
+            self.transport.pause_reading()  # the next protocol takes over from here
+            self.detected.set_result(found)
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if not self.detected.done():
+            self.detected.set_exception(ConnectionError("closed before the first bytes"))
+
+
+class Connection:
+    def __init__(self, shared: Shared, sock: socket.socket, peer: "tuple[str, int]") -> None:
+        self.shared = shared
+        self.sock = sock
+        self.peer_host = peer[0]
+        self.peer = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+        self.transport: Optional[asyncio.BaseTransport] = None
+        self.client: Optional[WebSocketLeg] = None
+        self.timed_out = False
+        self.started = time.monotonic()
+
+    async def run(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        timer = asyncio.get_running_loop().call_later(self.shared.handshake_timeout, self._time_out, task)
+        try:
+            await self._open()
+        except Refusal as refusal:
+            self._refuse(refusal)
+        except asyncio.CancelledError:
+            if not self.timed_out:
+                self._refuse(Refusal(Failure.DRAINING, CloseCode.GOING_AWAY, "the proxy is shutting down"))
+                raise
+            self._refuse(Refusal(Failure.TIMEOUT, CloseCode.TRY_AGAIN_LATER, "timed out opening the console",
+                                 f"handshake not done after {self.shared.handshake_timeout:g} s"))
+        except Exception:
+            log.exception("connection from %s failed", self.peer)
+            self._abort()
+        finally:
+            timer.cancel()
+
+    def _time_out(self, task: "asyncio.Task[None]") -> None:
+        self.timed_out = True
+        task.cancel()
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        front = await self._peek_front()
+        if front is Front.TLS:
+            leg = await self._tls_then_websocket()
+        else:
+            leg = WebSocketLeg()
+            self.transport, _ = await loop.connect_accepted_socket(lambda: leg, self.sock)
+        self.client = leg
+        await self._websocket(leg)
+
+    async def _peek_front(self) -> Front:
+        allowed = {Front.TLS} if self.shared.public_context is not None else {Front.HTTP_GET}
+        sniffer = FrontSniffer(allowed)
+        seen = 0
+        while True:
+            await self._readable()
+            try:
+                head = self.sock.recv(MAX_PEEK, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                raise Refusal(Failure.CLIENT_GONE, 0, "connection lost", str(exc)) from None
+            if not head:
+                raise Refusal(Failure.CLIENT_GONE, 0, "closed before sending anything")
+            if len(head) > seen:
+                try:
+                    found = sniffer.receive_data(head[seen:])
+                except UnknownFront:
+                    self._plain_error(head)
+                    raise Refusal(Failure.NOT_WEBSOCKET, 0, "not TLS" if Front.TLS in allowed else "not HTTP",
+                                  f"first bytes {head!r}") from None
+                seen = len(head)
+                if found is not None:
+                    return found.front
+            await asyncio.sleep(PEEK_RETRY)
+
+    async def _readable(self) -> None:
+        loop = asyncio.get_running_loop()
+        ready: "asyncio.Future[None]" = loop.create_future()
+        fd = self.sock.fileno()
+        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+
+    def _plain_error(self, head: bytes) -> None:
+        """A clear-text HTTP client on the TLS port gets told so; anything else is just closed."""
+        if self.shared.public_context is None or not head[:1].isalpha():
+            return
+        body = b"This port speaks TLS: use https:// or wss:// URLs.\n"
+        try:
+            self.sock.send(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        except OSError:
+            pass
+
+    async def _tls_then_websocket(self) -> WebSocketLeg:
+        loop = asyncio.get_running_loop()
+        remaining = self.shared.handshake_timeout - (time.monotonic() - self.started)
+        try:
+            transport, first = await loop.connect_accepted_socket(
+                lambda: _FirstBytes({Front.HTTP_GET}), self.sock, ssl=self.shared.public_context,
+                ssl_handshake_timeout=max(remaining, 0.1))
+        except (ssl.SSLError, OSError, asyncio.TimeoutError) as exc:
+            raise Refusal(Failure.TLS, 0, "TLS handshake failed", f"TLS handshake failed: {exc}") from None
+        self.transport = transport
+        try:
+            detected = await first.detected
+        except UnknownFront as exc:
+            body = b"Expected a websocket upgrade (GET /websockify).\n"
+            transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            raise Refusal(Failure.NOT_WEBSOCKET, 0, "not a websocket upgrade", str(exc)) from None
+        except ConnectionError as exc:
+            raise Refusal(Failure.CLIENT_GONE, 0, "tenant left", str(exc)) from None
+        leg = WebSocketLeg(detected.data)
+        transport.set_protocol(leg)
+        leg.connection_made(transport)
+        transport.resume_reading()
+        return leg
+
+    async def _websocket(self, leg: WebSocketLeg) -> None:
+        try:
+            request = await leg.request()
+        except HandshakeFailed as exc:
+            raise Refusal(Failure.NOT_WEBSOCKET, 0, "not an HTTP request", str(exc)) from None
+        if path_of(request.path) != WEBSOCKET_PATH:
+            leg.respond(leg.reject(404, f"Not found: consoles are at {WEBSOCKET_PATH}?token=...\n"))
+            raise Refusal(Failure.BAD_PATH, 0, "unknown path")
+        response = leg.accept(request)
+        if response.status_code != 101:
+            leg.respond(response)
+            raise Refusal(Failure.NOT_WEBSOCKET, 0, "not a websocket upgrade",
+                          f"answered HTTP {response.status_code}: {leg.ws.handshake_exc}")
+        hosts = request.headers.get_all("Host")
+        if not origin_allowed(request.headers.get("Origin"), hosts[0] if len(hosts) == 1 else None,
+                              self.shared.allowed_origins):
+            leg.respond(leg.reject(403, "This origin may not open consoles here.\n"))
+            raise Refusal(Failure.ORIGIN, 0, "origin not allowed", f"origin {request.headers.get('Origin')!r}")
+        leg.respond(response)
+        try:
+            token = token_of(request.path, request.headers.get_all("Cookie"))
+        except TokenError as exc:
+            raise Refusal(Failure.NO_TOKEN, CloseCode.POLICY_VIOLATION, str(exc)) from None
+        self._check_brake()
+        console = await self._resolve(token)
+        console_leg = await open_console(console, self.shared.outbound, leg)
+        session = Session(leg, console_leg, console, self.peer, self.shared.metrics, self.shared.sessions.discard)
+        self.shared.sessions.add(session)
+        session.start(token_ref(token))
+
+    def _check_brake(self) -> None:
+        attempts = self.shared.failed_attempts
+        wait = attempts.barred_for(self.peer_host)
+        if wait > 0:
+            attempts.failed(self.peer_host)
+            raise Refusal(Failure.RATE_LIMITED, CloseCode.POLICY_VIOLATION,
+                          f"too many failed attempts; try again in {math.ceil(wait)} s")
+
+    async def _resolve(self, token: str) -> Console:
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        lookup = loop.run_in_executor(self.shared.executor, self.shared.resolver.lookup, token)
+        try:
+            return await asyncio.wait_for(lookup, self.shared.resolver_timeout)
+        except TokenRefused:
+            self.shared.failed_attempts.failed(self.peer_host)
+            raise Refusal(Failure.UNKNOWN_TOKEN, CloseCode.POLICY_VIOLATION, "unknown or expired token",
+                          f"resolver does not know token {token_ref(token)}") from None
+        except (ResolverUnavailable, asyncio.TimeoutError) as exc:
+            raise Refusal(Failure.RESOLVER_UNAVAILABLE, CloseCode.TRY_AGAIN_LATER,
+                          "the console directory is unavailable; try again later",
+                          f"resolver: {str(exc) or 'no answer in time'}") from None
+        finally:
+            self.shared.metrics.resolver_latency(time.monotonic() - started)
+
+    def _refuse(self, refusal: Refusal) -> None:
+        self.shared.metrics.failed(refusal.failure)
+        log.info("refused client=%s reason=%s detail=%r", self.peer, refusal.failure.value, refusal.detail)
+        client = self.client
+        if client is not None and client.ws.state is OPEN and refusal.code:
+            client.close_with(refusal.code, refusal.reason)
+        elif client is not None and client.ws.state is CONNECTING and not client.ws.eof_sent and self.timed_out:
+            client.respond(client.reject(408, "Timed out waiting for the upgrade request.\n"))
+        elif refusal.failure is Failure.TLS:
+            self._abort()
+        elif self.transport is not None:
+            self.transport.close()  # after what was written, e.g. an HTTP error
+        else:
+            self.sock.close()
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        else:
+            self.sock.close()
+
+
+def handler(shared: Shared) -> Callable[[socket.socket, "tuple[str, int]"], "asyncio.Task[None]"]:
+    """What the accept loop calls for each new connection."""
+    def start(sock: socket.socket, peer: "tuple[str, int]") -> "asyncio.Task[None]":
+        return asyncio.get_running_loop().create_task(Connection(shared, sock, peer).run())
+    return start

@@ -1,0 +1,151 @@
+"""The two legs of a session as asyncio protocols, and the flow control between them.
+
+Each leg hands what it receives to its ``sink``: during a handshake a
+protocol machine (or a small hold buffer), afterwards the other leg's
+``send``.  When a leg's transport has more than HIGH_WATER bytes queued,
+asyncio calls its ``pause_writing`` and the *other* leg stops reading until
+the queue drains below LOW_WATER: a slow reader never makes the proxy buffer
+without bound.  Bytes are passed through as the transports deliver them
+(up to 256 KiB per read), never copied or inspected one by one.
+"""
+
+import asyncio
+import logging
+from typing import Callable, Optional
+
+log = logging.getLogger(__name__)
+
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+HOLD_LIMIT = 256 * 1024  # bytes a leg keeps while nobody consumes them yet
+
+Sink = Callable[[bytes], None]
+
+
+class Leg(asyncio.Protocol):
+    """What both legs share: transport, sink, hold buffer, flow control towards the peer."""
+
+    def __init__(self) -> None:
+        self.transport: Optional[asyncio.Transport] = None
+        self.peer: Optional["Leg"] = None
+        self.sink: Sink = self._hold
+        self._held = bytearray()
+        self._held_paused = False
+        self._on_lost: Callable[[Optional[Exception]], None] = lambda exc: None
+        self._more: "Optional[asyncio.Future[None]]" = None
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.lost = True
+        self._wake()
+        self._on_lost(exc)
+
+    def on_lost(self, callback: Callable[[Optional[Exception]], None]) -> None:
+        self._on_lost = callback
+        if self.lost:
+            callback(None)
+
+    def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def deliver_to(self, sink: Sink) -> None:
+        """From now on received payload goes to ``sink``, starting with whatever was held."""
+        self.sink = sink
+        held, self._held = bytes(self._held), bytearray()
+        if self._held_paused:
+            self._held_paused = False
+            self.resume_reading()
+        if held:
+            sink(held)
+
+    def hold(self, prefix: bytes = b"") -> None:
+        """Keep received payload here again (a handshake is over), behind ``prefix``."""
+        self.sink = self._hold
+        self._held[0:0] = prefix
+
+    @property
+    def held_bytes(self) -> int:
+        return len(self._held)
+
+    def _hold(self, data: bytes) -> None:
+        self._held += data
+        if len(self._held) >= HOLD_LIMIT and not self._held_paused:
+            self._held_paused = True
+            self.pause_reading()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._more is not None and not self._more.done():
+            self._more.set_result(None)
+
+    async def read_line(self, limit: int) -> bytes:
+        """The next LF-terminated line of what this leg holds (without the LF); the rest stays held."""
+        while True:
+            end = self._held.find(b"\n")
+            if end >= 0:
+                line = bytes(self._held[:end])
+                del self._held[:end + 1]
+                return line
+            if len(self._held) > limit:
+                raise ValueError(f"no end of line within {limit} bytes")
+            if self.lost:
+                raise ConnectionError("connection closed before the end of the line")
+            self._more = asyncio.get_running_loop().create_future()
+            await self._more
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        if self.peer is not None:
+            self.peer.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None:
+            self.peer.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class ConsoleLeg(Leg):
+    """The leg towards QEMU (or resolverd's console bridge): raw bytes both ways."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received = 0
+        self.eof = False
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+        self.sink(data)
+
+    def eof_received(self) -> Optional[bool]:
+        self.eof = True
+        return False
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+
+def link(a: Leg, b: Leg) -> None:
+    """Relay from now on: each leg's payload goes to the other, with flow control both ways."""
+    a.peer, b.peer = b, a
+    a.deliver_to(b.send)
+    b.deliver_to(a.send)

@@ -1,0 +1,88 @@
+"""One console session once both legs are up: the relay, its two log lines, and the one way it ends.
+
+Whatever ends it first (the tenant's close frame or disconnect, QEMU closing
+or dying, the idle timeout, a missed pong, the end of a drain) calls
+``end``; the tenant then gets a close frame with the reason, the console leg
+is closed, and one log line says who, what, how many bytes each way and how
+long.  Tokens never appear; the open line names the token by its hash.
+"""
+
+import logging
+import time
+from typing import Callable, Optional
+
+from websockets.frames import CloseCode
+
+from proxyd.metrics import TO_CLIENT, TO_CONSOLE, WorkerMetrics
+from proxyd.relay import ConsoleLeg, link
+from proxyd.resolver import Console
+from proxyd.websocket import WebSocketLeg
+
+log = logging.getLogger(__name__)
+
+
+class Session:
+    def __init__(self, client: WebSocketLeg, console_leg: ConsoleLeg, console: Console, peer: str,
+                 metrics: WorkerMetrics, on_end: Callable[["Session"], None]) -> None:
+        self.client = client
+        self.console_leg = console_leg
+        self.console = console
+        self.peer = peer
+        self.started = time.monotonic()
+        self.last_data = self.started
+        self.ended = False
+        self._metrics = metrics
+        self._on_end = on_end
+        self._moved_seen = 0
+
+    @property
+    def to_console(self) -> int:
+        return self.client.received
+
+    @property
+    def to_client(self) -> int:
+        return self.console_leg.received
+
+    def start(self, token_ref: str) -> None:
+        log.info("session open client=%s domain=%s type=%s console=%s token=%s", self.peer, self.console.domain,
+                 self.console.type, self.console.address, token_ref)
+        self.client.on_closing = self._tenant_closing
+        self.client.on_lost(self._tenant_lost)
+        self.console_leg.on_lost(self._console_lost)
+        self._metrics.sessions_open[self.console.type] += 1
+        self._metrics.sessions_total[self.console.type] += 1
+        link(self.client, self.console_leg)
+
+    def idle_for(self, now: float) -> float:
+        """Seconds since console data was last seen moving either way (checked at each call)."""
+        moved = self.to_console + self.to_client
+        if moved != self._moved_seen:
+            self._moved_seen, self.last_data = moved, now
+        return now - self.last_data
+
+    def end(self, code: int, reason: str) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.client.close_with(code, reason)
+        self.console_leg.close()
+        kind = self.console.type
+        self._metrics.sessions_open[kind] -= 1
+        self._metrics.bytes[(kind, TO_CONSOLE)] += self.to_console
+        self._metrics.bytes[(kind, TO_CLIENT)] += self.to_client
+        log.info("session close client=%s domain=%s type=%s to_console=%d to_client=%d duration=%.3f reason=%r",
+                 self.peer, self.console.domain, self.console.type, self.to_console, self.to_client,
+                 time.monotonic() - self.started, reason)
+        self._on_end(self)
+
+    def _tenant_closing(self, code: Optional[int], reason: str) -> None:
+        self.end(CloseCode.NORMAL_CLOSURE, f"websocket closed: {code} {reason}".strip())
+
+    def _tenant_lost(self, exc: Optional[Exception]) -> None:
+        self.end(CloseCode.NORMAL_CLOSURE, "tenant disconnected" if exc is None else f"tenant connection lost: {exc}")
+
+    def _console_lost(self, exc: Optional[Exception]) -> None:
+        if exc is None:
+            self.end(CloseCode.NORMAL_CLOSURE, "the console closed")
+        else:
+            self.end(CloseCode.INTERNAL_ERROR, "connection to the console lost")
