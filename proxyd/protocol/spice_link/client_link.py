@@ -108,7 +108,11 @@ class SpiceClientLink:
         return self._advance()
 
     def send_reply(self, common_caps: Caps, channel_caps: Caps) -> List[Event]:
-        """Answer the link; the common caps always offer auth selection and the SPICE ticket, never SASL."""
+        """Answer the link; the common caps always offer auth selection and the SPICE ticket, never SASL.
+
+        Bytes the client sent early are processed now, so this returns events
+        and may raise a ProtocolError like ``receive_data``.
+        """
         self._require(_State.AWAIT_REPLY, action="send_reply()")
         common_caps = set_cap(common_caps, CommonCap.PROTOCOL_AUTH_SELECTION, True)
         common_caps = set_cap(common_caps, CommonCap.AUTH_SPICE, True)
