@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple
 
 from resolverd.targets import Target
 
@@ -79,13 +79,19 @@ def token_digest(token: bytes) -> bytes:
 
 
 class TokenIndex:
-    """Thread-safe: the watchers write, the request threads read and claim one-time tokens."""
+    """The watchers write, the request threads read and claim one-time tokens.
+
+    Writers hold a lock and publish a new digest table (copy on write), so a
+    look-up reads a consistent snapshot without taking the lock: a full
+    resync never shows readers a half-rebuilt table, and request threads do
+    not queue behind each other.  Only claiming a one-time token takes the lock.
+    """
 
     def __init__(self, consumed_memory: int = 65536) -> None:
         self._lock = threading.Lock()
         self._domains: Dict[DomainKey, DomainRecord] = {}
-        self._by_digest: Dict[bytes, List[IndexedConsole]] = {}
-        self._unavailable: Set[str] = set()
+        self._by_digest: Dict[bytes, Tuple[IndexedConsole, ...]] = {}
+        self._unavailable: FrozenSet[str] = frozenset()
         # Digests of claimed one-time tokens: keeps them out of the index even
         # if a read that raced with the claim still saw the old secret value,
         # and lets a second attempt be logged as "consumed".
@@ -94,12 +100,16 @@ class TokenIndex:
 
     def replace_domain(self, record: DomainRecord) -> None:
         with self._lock:
-            self._drop(record.key)
-            self._add(record)
+            table = dict(self._by_digest)
+            self._drop(table, record.key)
+            self._add(table, record)
+            self._by_digest = table
 
     def remove_domain(self, uri: str, domain_uuid: str) -> None:
         with self._lock:
-            self._drop((uri, domain_uuid))
+            table = dict(self._by_digest)
+            self._drop(table, (uri, domain_uuid))
+            self._by_digest = table
 
     def mark_stopped(self, uri: str, domain_uuid: str) -> None:
         """Stop resolving a domain's tokens at once, before libvirt is asked for the details."""
@@ -107,32 +117,32 @@ class TokenIndex:
             record = self._domains.get((uri, domain_uuid))
             if record is None or not record.running:
                 return
-            self._drop(record.key)
-            self._add(replace(record, running=False, consoles=tuple(
+            table = dict(self._by_digest)
+            self._drop(table, record.key)
+            self._add(table, replace(record, running=False, consoles=tuple(
                 replace(c, running=False, target=None, unroutable=None) for c in record.consoles)))
+            self._by_digest = table
 
     def replace_connection(self, uri: str, records: Iterable[DomainRecord]) -> None:
         """Swap every domain of ``uri`` for ``records`` (a full resync) and mark it available."""
         with self._lock:
+            table = dict(self._by_digest)
             for key in [k for k in self._domains if k[0] == uri]:
-                self._drop(key)
+                self._drop(table, key)
             for record in records:
-                self._add(record)
-            self._unavailable.discard(uri)
+                self._add(table, record)
+            self._by_digest = table
+            self._unavailable = self._unavailable - {uri}
 
     def set_unavailable(self, uri: str) -> None:
         """The connection is down: its tokens answer "unavailable" until the next full resync."""
         with self._lock:
-            self._unavailable.add(uri)
+            self._unavailable = self._unavailable | {uri}
 
     def domains_using_secret(self, uri: str, secret_uuid: str) -> List[str]:
         with self._lock:
             return [r.domain_uuid for r in self._domains.values()
                     if r.uri == uri and secret_uuid in r.secret_uuids]
-
-    def domain(self, uri: str, domain_uuid: str) -> Optional[DomainRecord]:
-        with self._lock:
-            return self._domains.get((uri, domain_uuid))
 
     def counts(self) -> Mapping[str, int]:
         with self._lock:
@@ -144,48 +154,58 @@ class TokenIndex:
         """Find ``token``; a one-time token is claimed here, so only one caller ever gets OK for it."""
         presented = token.encode("utf-8", "surrogateescape")
         digest = token_digest(presented)
+        found = self._evaluate(digest, presented, now)
+        if found.outcome is not Outcome.OK or found.console is None or not found.console.once:
+            return found
         with self._lock:
-            candidates = self._by_digest.get(digest)
-            if not candidates or not hmac.compare_digest(candidates[0].token, presented):
-                return Lookup(Outcome.CONSUMED if digest in self._consumed else Outcome.UNKNOWN)
-            console = candidates[0]
-            if len(candidates) > 1:
-                return Lookup(Outcome.AMBIGUOUS, console)
-            if console.uri in self._unavailable:
-                return Lookup(Outcome.UNAVAILABLE, console)
-            if not console.running:
-                return Lookup(Outcome.NOT_RUNNING, console)
-            if console.expires is not None and now >= console.expires:
-                return Lookup(Outcome.EXPIRED, console)
-            if console.target is None:
-                return Lookup(Outcome.UNROUTABLE, console)
-            if console.once:
+            found = self._evaluate(digest, presented, now)  # again, now that no claim can run alongside
+            if found.outcome is Outcome.OK:
                 self._consume(digest)
-            return Lookup(Outcome.OK, console)
+            return found
+
+    def _evaluate(self, digest: bytes, presented: bytes, now: datetime) -> Lookup:
+        candidates = self._by_digest.get(digest)
+        if not candidates or not hmac.compare_digest(candidates[0].token, presented):
+            return Lookup(Outcome.CONSUMED if digest in self._consumed else Outcome.UNKNOWN)
+        console = candidates[0]
+        if len(candidates) > 1:
+            return Lookup(Outcome.AMBIGUOUS, console)
+        if console.uri in self._unavailable:
+            return Lookup(Outcome.UNAVAILABLE, console)
+        if not console.running:
+            return Lookup(Outcome.NOT_RUNNING, console)
+        if console.expires is not None and now >= console.expires:
+            return Lookup(Outcome.EXPIRED, console)
+        if console.target is None:
+            return Lookup(Outcome.UNROUTABLE, console)
+        return Lookup(Outcome.OK, console)
 
     def _consume(self, digest: bytes) -> None:
-        for console in self._by_digest.pop(digest):
+        table = dict(self._by_digest)
+        for console in table.pop(digest):
             record = self._domains[(console.uri, console.domain_uuid)]
             self._domains[record.key] = replace(
                 record, consoles=tuple(c for c in record.consoles if c is not console))
+        self._by_digest = table
         self._consumed[digest] = None
         while len(self._consumed) > self._consumed_memory:
             self._consumed.popitem(last=False)
 
-    def _add(self, record: DomainRecord) -> None:
+    def _add(self, table: Dict[bytes, Tuple[IndexedConsole, ...]], record: DomainRecord) -> None:
         kept = tuple(c for c in record.consoles if token_digest(c.token) not in self._consumed)
         self._domains[record.key] = replace(record, consoles=kept)
         for console in kept:
-            self._by_digest.setdefault(token_digest(console.token), []).append(console)
+            digest = token_digest(console.token)
+            table[digest] = table.get(digest, ()) + (console,)
 
-    def _drop(self, key: DomainKey) -> None:
+    def _drop(self, table: Dict[bytes, Tuple[IndexedConsole, ...]], key: DomainKey) -> None:
         record = self._domains.pop(key, None)
         if record is None:
             return
         for console in record.consoles:
             digest = token_digest(console.token)
-            remaining = [c for c in self._by_digest.get(digest, ()) if c is not console]
+            remaining = tuple(c for c in table.get(digest, ()) if c is not console)
             if remaining:
-                self._by_digest[digest] = remaining
+                table[digest] = remaining
             else:
-                self._by_digest.pop(digest, None)
+                table.pop(digest, None)

@@ -51,7 +51,8 @@ class TicketBook:
         if entry is None:
             return None
         known, deadline, route = entry
-        if not hmac.compare_digest(known.encode(), ticket.encode("utf-8", "surrogateescape")) or self._clock() >= deadline:
+        presented = ticket.encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(known.encode(), presented) or self._clock() >= deadline:
             return None
         return route
 
