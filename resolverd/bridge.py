@@ -77,7 +77,8 @@ class ConsoleBridge:
 
     def start(self) -> None:
         host, port = self._listen
-        self._listener = socket.create_server((host, port), family=_family(host), backlog=64,
+        # reuse_port: during a gunicorn reload (SIGHUP) the new worker binds before the old one exits.
+        self._listener = socket.create_server((host, port), family=_family(host), backlog=64, reuse_port=True,
                                               dualstack_ipv6=host in ("", "::") and socket.has_dualstack_ipv6())
         bound_port = self._listener.getsockname()[1]
         advertised_host = host if host not in ("", "0.0.0.0", "::") else socket.getfqdn()

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from resolverd import settings
-from tests.lab.pki import Pki
+from lab.pki import Pki
 
 
 @pytest.fixture(scope="module")

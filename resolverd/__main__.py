@@ -1,0 +1,16 @@
+"""``resolverd``: check the settings, then serve the API through gunicorn configured in code."""
+
+from typing import Optional, Sequence
+
+from resolverd import logs, settings
+from resolverd.server import ResolverApplication
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    checked = settings.from_args(argv)
+    logs.setup(checked.log_level)
+    ResolverApplication(checked).run()
+
+
+if __name__ == "__main__":
+    main()

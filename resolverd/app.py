@@ -1,0 +1,92 @@
+"""The Flask app: ``GET /consoleresolver/token/<token>``, ``/healthz`` and ``/metrics``.
+
+``resolverd`` serves it through gunicorn configured in code (resolverd.server).
+Operators who run gunicorn themselves use the factory, with one worker,
+threads, and no --preload (the libvirt watchers live in the serving process)::
+
+    RESOLVERD_CONFIG=/etc/virt-console-proxy/resolverd.conf \\
+        gunicorn --workers 1 --threads 16 'resolverd.app:create_app()'
+
+The watchers then start with the first request.  TLS with a mandatory client
+certificate is gunicorn's job in that setup (certfile, keyfile, ca_certs,
+cert_reqs = 2).
+"""
+
+import logging
+import re
+from typing import Optional
+from urllib.parse import unquote
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from resolverd import metrics, settings as settings_module
+from resolverd.index import Outcome
+from resolverd.logs import token_ref
+from resolverd.service import Resolver
+from resolverd.settings import Settings
+
+EXTENSION = "resolverd"
+TOKEN_PATH = "/consoleresolver/token/"
+_TOKEN_IN_PATH = re.compile(re.escape(TOKEN_PATH) + r"([^\s?#\"']+)")
+
+
+class TokenPathRedactor(logging.Filter):
+    """Replaces the token in any logged token URL with its token_ref (request lines, Flask's error logs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if TOKEN_PATH in message:
+            record.msg = _TOKEN_IN_PATH.sub(lambda m: TOKEN_PATH + token_ref(unquote(m.group(1))), message)
+            record.args = None
+        return True
+
+
+def create_app(settings: Optional[Settings] = None) -> Flask:
+    """The app; without ``settings`` they come from $RESOLVERD_CONFIG or the default config file."""
+    resolver = Resolver(settings or settings_module.from_config_file())
+    app = Flask("resolverd")
+    app.logger.addFilter(TokenPathRedactor())
+    app.extensions[EXTENSION] = resolver
+
+    @app.before_request
+    def start_watchers() -> None:
+        resolver.start()
+
+    @app.route(TOKEN_PATH + "<path:token>", methods=["GET"])
+    def token(token: str) -> Response:
+        if request.method != "GET":  # Flask adds HEAD to GET routes; it must not claim a one-time token
+            return _error("method not allowed", 405)
+        resolution = resolver.resolve(token, request.remote_addr or "?")
+        if resolution.outcome is Outcome.OK:
+            response = jsonify(resolution.document)
+        elif resolution.outcome is Outcome.UNAVAILABLE:
+            response = _error("hypervisor connection down, retry later", 503)
+            response.headers["Retry-After"] = "2"
+        else:
+            response = _error("No token found", 404)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return _error(exc.description or exc.name, exc.code or 500)
+
+    @app.route("/healthz")
+    def healthz() -> Response:
+        healthy, body = resolver.health()
+        response = jsonify(body)
+        response.status_code = 200 if healthy else 503
+        return response
+
+    @app.route("/metrics")
+    def prometheus() -> Response:
+        return Response(metrics.render(resolver.metric_families()), content_type=metrics.CONTENT_TYPE)
+
+    return app
+
+
+def _error(message: str, status: int) -> Response:
+    response = jsonify({"error": message})
+    response.status_code = status
+    return response

@@ -1,0 +1,59 @@
+import logging
+import ssl
+
+from gunicorn.config import Config
+
+from lab.pki import Pki
+from resolverd import settings
+from resolverd.app import TokenPathRedactor
+from resolverd.logs import token_ref
+from resolverd.server import RedactingLogger, ResolverApplication, gunicorn_settings
+
+
+def record(message: str, *args) -> logging.LogRecord:
+    return logging.LogRecord("gunicorn.error", logging.DEBUG, __file__, 1, message, args, None)
+
+
+def test_tokens_in_logged_paths_are_replaced_by_their_reference():
+    entry = record("%s %s", "GET", "/consoleresolver/token/s3cr3t-T0ken?x=1")
+    assert TokenPathRedactor().filter(entry)
+    assert entry.getMessage() == f"GET /consoleresolver/token/{token_ref('s3cr3t-T0ken')}?x=1"
+
+
+def test_percent_encoded_tokens_are_referenced_by_their_decoded_value():
+    entry = record('127.0.0.1 "GET /consoleresolver/token/a%2Fb HTTP/1.1" 404')
+    TokenPathRedactor().filter(entry)
+    assert entry.getMessage() == f'127.0.0.1 "GET /consoleresolver/token/{token_ref("a/b")} HTTP/1.1" 404'
+
+
+def test_other_messages_are_untouched():
+    entry = record("GET %s", "/healthz")
+    TokenPathRedactor().filter(entry)
+    assert (entry.msg, entry.args) == ("GET %s", ("/healthz",))
+
+
+def test_gunicorn_runs_one_threaded_worker_with_mandatory_client_certificates(tmp_path):
+    pki = Pki(tmp_path)
+    pair = pki.resolverd_server
+    checked = settings.from_args(["--connect", "qemu:///x", "--listen", "[::1]:9443", "--threads", "5",
+                                  "--tls-cert", str(pair.cert), "--tls-key", str(pair.key),
+                                  "--tls-ca", str(pki.ca_cert)])
+    options = gunicorn_settings(checked)
+    assert options["bind"] == ["[::1]:9443"]
+    assert (options["workers"], options["worker_class"], options["threads"]) == (1, "gthread", 5)
+    assert options["preload_app"] is False and options["control_socket_disable"] is True
+    assert options["cert_reqs"] == ssl.CERT_REQUIRED and options["ca_certs"] == str(pki.ca_cert)
+    context = options["ssl_context"](Config(), lambda: None)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert options["ssl_context"](Config(), lambda: None) is context
+    application = ResolverApplication(checked)
+    assert application.cfg.workers == 1 and application.cfg.is_ssl
+    assert application.cfg.logger_class is RedactingLogger
+
+
+def test_without_tls_gunicorn_gets_no_certificates():
+    checked = settings.from_args(["--connect", "qemu:///x", "--listen-insecure"])
+    options = gunicorn_settings(checked)
+    assert "certfile" not in options and "ssl_context" not in options
+    assert not ResolverApplication(checked).cfg.is_ssl
