@@ -134,6 +134,11 @@ def parse_timestamp(text: str) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
+def valid_host(text: str) -> bool:
+    """Whether ``text`` may be a console's host= (a host name or IP address, as the proxy connects to it)."""
+    return bool(_HOST.fullmatch(text))
+
+
 def format_timestamp(moment: datetime) -> str:
     """RFC 3339 in UTC to the second, e.g. 2026-01-31T18:00:00Z."""
     if moment.tzinfo is None:
@@ -236,7 +241,7 @@ def _check(console: Console) -> None:
         raise MetadataError(f"{console.secret_uuid!r} is not a secret UUID")
     if type(console.index) is not int or not 0 <= console.index <= _MAX_ORDINAL:
         raise MetadataError(f"console number {console.index!r} is not a whole number from 0 to {_MAX_ORDINAL}")
-    if console.host is not None and not _HOST.fullmatch(console.host):
+    if console.host is not None and not valid_host(console.host):
         raise MetadataError(f"host {console.host!r} is not a host name or IP address")
     if console.expires is not None and console.expires.tzinfo is None:
         raise MetadataError("a console expiry needs a time zone")
