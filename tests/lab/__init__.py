@@ -1,0 +1,94 @@
+"""virt-console-proxy end-to-end test lab: a real libvirtd, real QEMU guests.
+
+Everything is real and made per run: a PKI, a private session-mode libvirtd
+(run as the throwaway system user ``vcp-lab`` when the tests run as root, so
+it never sees the host's VMs), and QEMU guests whose SPICE, VNC and serial
+consoles all speak TLS with that PKI.  Run as root (``scripts/test``); needs
+libvirt-daemon, qemu-system-x86 and nasm (.ci/apt-packages.txt).
+
+Fixtures (tests/conftest.py; the lab starts only when a test asks)
+-------------------------------------------------------------------
+``lab_pki`` (session) -> :class:`lab.pki.Pki`
+    ``ca_cert`` (trust anchor of every lab peer), ``qemu_dir`` (QEMU's x509
+    dir: ca-cert.pem, server-cert.pem, server-key.pem, client-cert.pem,
+    client-key.pem), and :class:`~lab.pki.CertPair` (``.cert``, ``.key``,
+    ``.as_tuple``) attributes ``qemu_server``, ``resolverd_server``,
+    ``proxyd_server`` (SAN 127.0.0.1, ::1, localhost),
+    ``proxyd_qemu_client`` (proxyd -> QEMU), ``proxyd_resolverd_client``
+    (proxyd -> resolverd); ``foreign_ca_cert`` and ``foreign_client`` (a CA
+    nobody trusts and a client pair it signed).  ``issue(cn, server=,
+    client=, sans=, foreign=, valid_from=, valid_until=)`` signs more;
+    ``qemu_identity(ca, server_pair)`` (context manager) gives guests
+    started inside it another CA/server cert.  Files are mode 0640, group
+    of the lab user.
+``lab_libvirtd`` (session) -> :class:`lab.libvirtd.PrivateLibvirtd`
+    ``uri`` (``qemu+unix:///session?socket=/tmp/vcp-lab-XXXXXXXX/libvirt/run/libvirt/libvirt-sock``;
+    usable from any process of root or the lab user), ``connect()`` (a new
+    connection, yours to close), ``connection()`` (shared, reopened after a
+    restart), ``stop()`` (SIGTERM), ``kill()`` (SIGKILL, like a crash),
+    ``start()``, ``restart()``, ``running``, ``pid``, ``log_path``
+    (libvirtd's log), ``stdio_path``, ``qemu_log(name)``, ``root``.
+    Guests keep running while the daemon is down and are found again by
+    ``start()``.  A test that stops the daemon should start it again (the
+    guest factory does so at teardown if needed).
+``lab_conn`` (function) -> ``libvirt.virConnect``
+    The shared live connection to the private libvirtd; do not close it.
+``make_guest`` (function) -> :class:`lab.guests.GuestFactory`
+    ``make_guest(name=None, *, running=True, persistent=False,
+    consoles={"spice", "vnc", "serial", "tls-serial"}, memory_mib=32,
+    spice_password=None, wait=True, timeout=60)`` returns a
+    :class:`lab.guests.Guest`; ``wait`` blocks until the guest printed its
+    banner (about 0.6-2 s).  Everything it made is destroyed and undefined
+    at the end of the test, passed or failed.  A transient guest must run.
+``lab_guest`` (session) -> :class:`lab.guests.Guest`
+    One running transient guest with every console, shared by all tests:
+    read from it, never stop or redefine it.
+``lab_domain_type`` (session) -> "qemu" or "kvm"
+    From VCP_LAB_DOMAIN_TYPE = qemu (default: TCG boots this guest 5-10x
+    faster than nested KVM here) | kvm | auto (kvm when usable).
+``lab_run_dir`` (session) -> Path of ``/tmp/vcp-lab-XXXXXXXX``, removed at the
+    end (keep it with VCP_LAB_KEEP=1; VCP_LAB_DEBUG=1 makes libvirtd log debug).
+``lab_account`` (session) -> :class:`lab.account.Account` (name, uid, gid).
+
+Guest
+-----
+``name``, ``uuid``, ``domain`` (a ``virDomain`` looked up afresh on the
+shared connection), ``spice_port``, ``spice_tls_port``, ``spice_password``,
+``vnc_port`` (graphics ports of the running guest, None when shut off or
+absent; ``refresh_ports()`` rereads them), ``tls_serial_port`` (fixed),
+``banner`` (``b"VCP-LAB GUEST READY"``), ``serial_banner(i)`` (the whole
+line on serial i: ``b"VCP-LAB GUEST READY on COM1\\r\\n"`` for the pty,
+``... on COM2`` for the TLS chardev), ``boot_seconds``, ``consoles``,
+``xml()``, ``start()``, ``destroy()``, ``remove()``, ``qemu_log()``,
+``console(force=False)`` (COM1 through virDomainOpenConsole) and
+``tls_serial(context=None)`` (COM2 over TLS; proxyd's client cert by
+default), both :mod:`lab.serial` channels with ``send(data)``,
+``read_some(timeout)``, ``read_until(needle, timeout)``, ``drain()``.
+
+The guest program (:mod:`lab.bootsector`, assembled with nasm at test time)
+paints the VGA text screen (720x400, white on blue, banner on top), prints
+its banner line on each serial port twice a second until that port receives
+a byte, then echoes every byte on the port it came from, except ENQ (0x05),
+which it answers with the banner line.
+
+Known QEMU 7.2 behaviour: a TLS chardev delivers at most 14 bytes of each
+TLS record to the serial port; the rest waits in GnuTLS until the next
+record arrives.  ``TlsSerial`` therefore sends 14-byte records
+(``record_size=None`` to disable); a proxy writing larger records to a
+serial target sees the tail of each write delayed.
+
+Protocol probes (blocking, independent of proxyd's code)
+--------------------------------------------------------
+:mod:`lab.spice_link`: ``link(sock, channel_type)`` -> ``LinkReply`` (error,
+pub_key, caps), ``authenticate(sock, reply, password)`` -> u32 result.
+:mod:`lab.vnc_vencrypt`: ``negotiate(sock)`` -> offer (security types,
+VeNCrypt version, subtypes), ``start_tls(sock, context)``, ``finish(tls)``
+-> ``ServerInit`` (width, height, name).
+:mod:`lab.tls`: ``client_context(ca, pair=None)``, ``server_context(ca, pair)``.
+:mod:`lab.ports`: ``free_port()``.
+
+Teardown: fixture finalizers (also after failures and Ctrl-C), SIGTERM/SIGHUP
+turned into KeyboardInterrupt, an atexit safety net, a subreaper that ends
+libvirtd and every guest if pytest dies, and a reaper of earlier dead runs'
+directories and processes at the next start.
+"""
