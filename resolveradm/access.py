@@ -170,7 +170,7 @@ def rotate(connection: libvirt.virConnect, domain: libvirt.virDomain, console_ty
         raise
     accesses = tuple(ConsoleAccess(console, renewed[console.secret_uuid]) for console in updated
                      if console.secret_uuid in renewed)
-    return Outcome(facts, True, f"{_count(accesses)} got new tokens", accesses)
+    return Outcome(facts, True, f"new tokens for {_count(accesses)}", accesses)
 
 
 def list_enabled(connection: libvirt.virConnect) -> List[Listed]:

@@ -221,3 +221,10 @@ def test_another_libvirt_failure_is_status_1_and_changes_nothing(run, uri):
     status, out, err = run("-c", uri, "show", "enabled")
     assert (status, out) == (1, "")
     assert_one_line(err, "virSecretLookupByUUID")
+
+
+def test_pki_is_a_subcommand(run, tmp_path: Path):
+    status, out, err = run("pki", "--dir", str(tmp_path / "pki"), "--proxy-name", "console.example.com")
+    assert status == 0, err
+    assert f"{tmp_path / 'pki' / 'ca-cert.pem'}: created" in out.splitlines()
+    assert (tmp_path / "pki" / "proxyd-cert.pem").is_file()
