@@ -132,7 +132,7 @@ def disable(connection: libvirt.virConnect, domain: libvirt.virDomain) -> Outcom
 
 def show(connection: libvirt.virConnect, domain: libvirt.virDomain) -> Outcome:
     facts = domains.facts(domain)
-    consoles = _enabled_consoles(domain, facts)
+    consoles = _enabled_consoles(domains.read_metadata(domain), facts)
     return Outcome(facts, False, "console access is enabled", _with_tokens(connection, consoles))
 
 
@@ -141,7 +141,7 @@ def rotate(connection: libvirt.virConnect, domain: libvirt.virDomain, console_ty
     """New token values for the selected consoles; ``once``/``expiry`` also change their attributes."""
     facts = domains.facts(domain)
     previous = domains.read_metadata(domain)
-    consoles = _enabled_consoles(domain, facts, previous)
+    consoles = _enabled_consoles(previous, facts)
     selected = [console for console in consoles
                 if (console_type is None or console.type == console_type) and (index is None or console.index == index)]
     if not selected:
@@ -203,8 +203,7 @@ def _parse(text: str, facts: DomainFacts) -> List[Console]:
                            f"'disable' removes it") from None
 
 
-def _enabled_consoles(domain: libvirt.virDomain, facts: DomainFacts, text: Optional[str] = None) -> List[Console]:
-    text = text if text is not None else domains.read_metadata(domain)
+def _enabled_consoles(text: Optional[str], facts: DomainFacts) -> List[Console]:
     consoles = _parse(text, facts) if text is not None else []
     if not consoles:
         raise NotEnabled(f"console access to domain {facts.name} is not enabled")
