@@ -211,6 +211,9 @@ class Connection:
             request = await leg.request()
         except HandshakeFailed as exc:
             raise Refusal(Failure.NOT_WEBSOCKET, 0, "not an HTTP request", str(exc)) from None
+        if request.protocol != "HTTP/1.1":
+            leg.respond(leg.reject(400, "Websocket upgrades need HTTP/1.1.\n"))
+            raise Refusal(Failure.NOT_WEBSOCKET, 0, "not HTTP/1.1", f"protocol {request.protocol}")
         if path_of(request.path) != WEBSOCKET_PATH:
             leg.respond(leg.reject(404, f"Not found: consoles are at {WEBSOCKET_PATH}?token=...\n"))
             raise Refusal(Failure.BAD_PATH, 0, "unknown path")

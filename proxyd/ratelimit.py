@@ -1,56 +1,56 @@
 """Failed token attempts per client address, so guessing tokens is slow.
 
-A leaky bucket per address: each failure adds one, the level drains at
-``burst / window`` per second, and reaching ``burst`` bars the address for
-``penalty`` seconds (its attempts are then refused without asking resolverd).
-IPv6 clients are grouped by /64, the block one subscriber usually holds.
-Each worker keeps its own table; a client spread over N workers gets at most
-N times the burst.
+``burst`` failures within ``window`` seconds bar the address for ``penalty``
+seconds: its attempts are then refused without asking resolverd (and count
+as failures themselves, so hammering keeps the bar up).  IPv6 clients are
+grouped by /64, the block one subscriber usually holds.  Each worker keeps
+its own table; a client spread over N workers gets at most N times the burst.
 """
 
 import ipaddress
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Callable
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Callable, Deque
 
 
 @dataclass
-class _Bucket:
-    level: float
-    updated: float
-    barred_until: float
+class _Record:
+    failures: Deque[float] = field(default_factory=deque)
+    barred_until: float = 0.0
 
 
 class FailedAttempts:
     def __init__(self, burst: int = 5, window: float = 60.0, penalty: float = 30.0, max_addresses: int = 65536,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._burst = burst
-        self._drain_rate = burst / window
+        self._window = window
         self._penalty = penalty
         self._max_addresses = max_addresses
         self._clock = clock
-        self._buckets: "OrderedDict[str, _Bucket]" = OrderedDict()
+        self._records: "OrderedDict[str, _Record]" = OrderedDict()
 
     def barred_for(self, address: str) -> float:
         """Seconds the address must still wait; 0 when it may try."""
-        bucket = self._buckets.get(_key(address))
-        if bucket is None:
+        record = self._records.get(_key(address))
+        if record is None:
             return 0.0
-        return max(0.0, bucket.barred_until - self._clock())
+        return max(0.0, record.barred_until - self._clock())
 
     def failed(self, address: str) -> None:
         key = _key(address)
         now = self._clock()
-        bucket = self._buckets.pop(key, None) or _Bucket(0.0, now, 0.0)
-        bucket.level = max(0.0, bucket.level - (now - bucket.updated) * self._drain_rate) + 1.0
-        bucket.updated = now
-        if bucket.level >= self._burst:
-            bucket.barred_until = now + self._penalty
-            bucket.level = 0.0
-        self._buckets[key] = bucket
-        while len(self._buckets) > self._max_addresses:
-            self._buckets.popitem(last=False)
+        record = self._records.pop(key, None) or _Record()
+        failures = record.failures
+        failures.append(now)
+        while failures and failures[0] <= now - self._window:
+            failures.popleft()
+        if len(failures) >= self._burst:
+            record.barred_until = now + self._penalty
+            failures.clear()
+        self._records[key] = record
+        while len(self._records) > self._max_addresses:
+            self._records.popitem(last=False)
 
 
 def _key(address: str) -> str:

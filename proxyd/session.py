@@ -20,6 +20,8 @@ from proxyd.websocket import WebSocketLeg
 
 log = logging.getLogger(__name__)
 
+REFUSED_WITHIN = 1.0  # a console that closes this soon without a byte refused us
+
 
 class Session:
     def __init__(self, client: WebSocketLeg, console_leg: ConsoleLeg, console: Console, peer: str,
@@ -82,7 +84,10 @@ class Session:
         self.end(CloseCode.NORMAL_CLOSURE, "tenant disconnected" if exc is None else f"tenant connection lost: {exc}")
 
     def _console_lost(self, exc: Optional[Exception]) -> None:
-        if exc is None:
-            self.end(CloseCode.NORMAL_CLOSURE, "the console closed")
-        else:
+        if exc is not None:
             self.end(CloseCode.INTERNAL_ERROR, "connection to the console lost")
+        elif self.to_client == 0 and time.monotonic() - self.started < REFUSED_WITHIN:
+            # QEMU checks the client certificate after the TLS handshake and just closes (no alert).
+            self.end(CloseCode.INTERNAL_ERROR, "the console refused the connection")
+        else:
+            self.end(CloseCode.NORMAL_CLOSURE, "the console closed")

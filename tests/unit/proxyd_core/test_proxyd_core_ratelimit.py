@@ -23,13 +23,22 @@ def test_burst_then_barred_for_the_penalty():
     assert attempts.barred_for("192.0.2.1") == 0
 
 
-def test_failures_drain_over_the_window():
+def test_only_failures_within_the_window_count():
     clock = Clock()
     attempts = FailedAttempts(burst=3, window=60, penalty=30, clock=clock)
     for _ in range(10):
         attempts.failed("192.0.2.1")
-        clock.now += 20.0  # one failure per 20 s drains as fast as it fills
+        clock.now += 30.0  # never three within 60 s
         assert attempts.barred_for("192.0.2.1") == 0
+
+
+def test_quick_failures_bar_even_as_time_passes():
+    clock = Clock()
+    attempts = FailedAttempts(burst=5, window=60, penalty=30, clock=clock)
+    for _ in range(5):
+        attempts.failed("192.0.2.1")
+        clock.now += 0.4
+    assert attempts.barred_for("192.0.2.1") > 29
 
 
 def test_addresses_are_independent_and_ipv6_is_grouped_by_64():
