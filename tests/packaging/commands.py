@@ -1,0 +1,15 @@
+"""Running the packaging tools from tests."""
+
+import subprocess
+from typing import List
+
+import pytest
+
+
+def run(argv: List[str], timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command, failing the test with its output when it fails."""
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, argv))} exited {result.returncode}\n"
+                    f"--- stdout\n{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-6000:]}")
+    return result
