@@ -6,14 +6,11 @@ master's loop is never held up by them.
 """
 
 import asyncio
-import logging
 import socket
 from http import HTTPStatus
 from typing import Callable, Tuple
 
 from resolverd.metrics import CONTENT_TYPE
-
-log = logging.getLogger(__name__)
 
 MAX_REQUEST = 8192
 READ_TIMEOUT = 5.0

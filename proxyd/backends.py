@@ -9,7 +9,6 @@ text only for consoles the resolver marks insecure, and only with
 """
 
 import asyncio
-import logging
 import ssl
 from dataclasses import dataclass
 from typing import Optional
@@ -22,8 +21,6 @@ from proxyd.relay import ConsoleLeg
 from proxyd.resolver import Console
 from proxyd.vnc import vnc_handshake
 from proxyd.websocket import WebSocketLeg
-
-log = logging.getLogger(__name__)
 
 # resolverd.bridge's wire format, proxy side: hello line, then "OK" or "ERR <reason>".
 BRIDGE_HELLO = b"LCPBRIDGE1 "

@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from proxyd import admin, channel
 from proxyd.metrics import Aggregate, valid_snapshot

@@ -30,7 +30,6 @@ class Failure(str, enum.Enum):
     CLIENT_GONE = "client_gone"
     NOT_WEBSOCKET = "not_websocket"
     CLIENT_PROTOCOL = "client_protocol"
-    UNSUPPORTED_FRONT = "unsupported_front"
     BAD_PATH = "bad_path"
     ORIGIN = "origin"
     NO_TOKEN = "no_token"

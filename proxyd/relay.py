@@ -10,10 +10,7 @@ without bound.  Bytes are passed through as the transports deliver them
 """
 
 import asyncio
-import logging
 from typing import Callable, Optional
-
-log = logging.getLogger(__name__)
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024

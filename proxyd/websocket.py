@@ -25,8 +25,6 @@ from websockets.server import ServerProtocol
 from proxyd.relay import Leg
 from proxyd.request import Framing, framing_of, select_framing
 
-log = logging.getLogger(__name__)
-
 # The library logs request lines (which carry the token) at debug level: keep its logger above that.
 _LIBRARY_LOG = logging.getLogger("proxyd.websocket.library")
 _LIBRARY_LOG.setLevel(logging.WARNING)

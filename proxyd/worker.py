@@ -9,6 +9,7 @@ The end of the master's channel means the master is gone: drain too.
 """
 
 import asyncio
+import asyncio.sslproto
 import logging
 import signal
 import socket
@@ -35,6 +36,9 @@ ACCEPT_BATCH = 64
 MAX_HANDSHAKES = 2048  # connections of one worker between accept and open session
 RESOLVER_THREADS = 32
 ACCEPT_PAUSE = 1.0  # after running out of file descriptors
+# asyncio's SSL protocol zero-fills a receive buffer of max_size (256 KiB) per connection: with two TLS
+# legs that was most of an idle channel's memory.  64 KiB still holds four full TLS records per read.
+SSL_READ_BUFFER = 64 * 1024
 
 
 class Worker:
@@ -54,6 +58,7 @@ class Worker:
 
     def run(self) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides; Ctrl-C reaches the whole group
+        asyncio.sslproto.SSLProtocol.max_size = SSL_READ_BUFFER
         asyncio.run(self._main())
         return 0
 

@@ -12,13 +12,12 @@ import os
 import re
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
 import requests

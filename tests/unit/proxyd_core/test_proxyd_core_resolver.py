@@ -7,7 +7,6 @@ a broken or overloaded resolver; the end-to-end tests use the real one.
 import http.server
 import json
 import socket
-import ssl
 import threading
 import time
 from typing import Callable, Iterator, Tuple
