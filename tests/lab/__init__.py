@@ -42,7 +42,8 @@ Fixtures (tests/conftest.py; the lab starts only when a test asks)
     at the end of the test, passed or failed.  A transient guest must run.
 ``lab_guest`` (session) -> :class:`lab.guests.Guest`
     One running transient guest with every console, shared by all tests:
-    read from it, never stop or redefine it.
+    read from it, never stop or redefine it.  Once any test typed on a
+    serial port the banner no longer repeats there: send ENQ for it.
 ``lab_domain_type`` (session) -> "qemu" or "kvm"
     From VCP_LAB_DOMAIN_TYPE = qemu (default: TCG boots this guest 5-10x
     faster than nested KVM here) | kvm | auto (kvm when usable).
@@ -71,11 +72,12 @@ its banner line on each serial port twice a second until that port receives
 a byte, then echoes every byte on the port it came from, except ENQ (0x05),
 which it answers with the banner line.
 
-Known QEMU 7.2 behaviour: a TLS chardev delivers at most 14 bytes of each
-TLS record to the serial port; the rest waits in GnuTLS until the next
-record arrives.  ``TlsSerial`` therefore sends 14-byte records
-(``record_size=None`` to disable); a proxy writing larger records to a
-serial target sees the tail of each write delayed.
+Known QEMU 7.2 behaviour: a TLS chardev reads each TLS record only as far
+as the serial FIFO has room (at most 14 bytes, fewer when it is not empty)
+and leaves the rest inside GnuTLS until more bytes arrive on the socket, so
+the tail of a multi-byte write can stall indefinitely.  ``TlsSerial``
+therefore sends one-byte records (``record_size=None`` to send writes
+whole); a proxy relaying to a serial target has the same problem.
 
 Protocol probes (blocking, independent of proxyd's code)
 --------------------------------------------------------

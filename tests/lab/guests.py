@@ -12,7 +12,7 @@ import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import libvirt
 
@@ -200,18 +200,29 @@ def _port(value: Optional[str]) -> Optional[int]:
 _PORT_CLASH = ("Address already in use", "Failed to bind socket")
 
 
-def _with_port_retry(guest: Guest, action, attempts: int = 4):
-    """Run ``action``; if QEMU lost a port race, re-pick the chardev port."""
+def _with_port_retry(guest: Guest, action: Callable[[], object], attempts: int = 4) -> None:
+    """Run ``action``; if QEMU lost a port race, try again with new ports.
+
+    libvirt re-allocates SPICE/VNC autoports on each start; the chardev
+    port is re-picked here.  Other failures raise with QEMU's log tail.
+    """
     for attempt in range(attempts):
         try:
-            return action()
+            action()
+            return
         except libvirt.libvirtError as error:
             clash = any(text in str(error) for text in _PORT_CLASH)
-            if not clash or attempt == attempts - 1 or guest.tls_serial_port is None:
-                raise
-            guest.tls_serial_port = guest.spec.tls_serial_port = free_port(guest.spec.listen)
-            if guest.persistent:
-                guest.libvirtd.connection().defineXML(render(guest.spec))
+            if not clash or attempt == attempts - 1:
+                log = "\n".join(guest.qemu_log().splitlines()[-5:])
+                raise GuestStartError(f"{guest.name} did not start: {error}\n{log}") from error
+            if guest.tls_serial_port is not None:
+                guest.tls_serial_port = guest.spec.tls_serial_port = free_port(guest.spec.listen)
+                if guest.persistent:
+                    guest.libvirtd.connection().defineXML(render(guest.spec))
+
+
+class GuestStartError(RuntimeError):
+    """libvirt could not start a lab guest (the message has QEMU's log tail)."""
 
 
 class GuestFactory:

@@ -117,12 +117,14 @@ class LibvirtConsole(_ByteChannel):
             pass
 
 
-#: QEMU 7.2's TLS chardev hands the serial device at most what its FIFO
-#: takes (14 bytes with the lab guest's trigger level) from each TLS record
-#: and leaves the rest inside GnuTLS until more bytes arrive on the socket:
-#: a 40-byte record shows 14 bytes in the guest, the other 26 only after the
-#: next record.  Records of at most this size are always delivered at once.
-QEMU_TLS_CHARDEV_RECORD = 14
+#: QEMU 7.2's TLS chardev reads a TLS record only as far as the serial FIFO
+#: has room at that moment (14 bytes at most, fewer while the guest has not
+#: drained it) and leaves the rest of the record inside GnuTLS, where nothing
+#: looks until more bytes arrive on the socket: a 40-byte write shows 14
+#: bytes in the guest and the other 26 only after the next write, and even
+#: 14-byte records stall when they meet a half-full FIFO.  One-byte records
+#: are always consumed whole, so that is what the lab's client sends.
+QEMU_TLS_CHARDEV_RECORD = 1
 
 
 class TlsSerial(_ByteChannel):
