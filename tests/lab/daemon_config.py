@@ -20,12 +20,14 @@ def libvirtd_conf(log_file: Path, debug: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def qemu_conf(x509_dir: Path) -> str:
+def qemu_conf(x509_dir: Path, display_ports: tuple[int, int] = (5900, 65535)) -> str:
     """qemu.conf: TLS everywhere with the run's PKI, no sandbox extras.
 
     - SPICE: TLS port with the run's server cert.
     - VNC: VeNCrypt x509 with mandatory client certificates.
     - chardevs with tls='yes': TLS with mandatory client certificates.
+    - SPICE/VNC autoports from ``display_ports`` (a range per lab, so
+      concurrent labs do not race for the same ports);
     - no virtlogd (QEMU writes its log file itself), no security driver
       and no cgroups, which an unprivileged session daemon cannot use here.
     """
@@ -42,6 +44,8 @@ def qemu_conf(x509_dir: Path) -> str:
             "chardev_tls = 1",
             f"chardev_tls_x509_cert_dir = {cert_dir}",
             "chardev_tls_x509_verify = 1",
+            f"remote_display_port_min = {display_ports[0]}",
+            f"remote_display_port_max = {display_ports[1]}",
             'stdio_handler = "file"',
             'security_driver = "none"',
             "cgroup_controllers = [ ]",

@@ -16,6 +16,7 @@ daemon and ends any process that still names the run directory.
 from __future__ import annotations
 
 import os
+import random
 import select
 import shutil
 import signal
@@ -51,6 +52,7 @@ class PrivateLibvirtd:
         stdio_path: libvirtd's stdout/stderr.
         qemu_log_dir: where each guest's QEMU log (``NAME.log``) goes.
         startup_seconds: how long the last :meth:`start` took.
+        display_ports: the range SPICE/VNC autoports come from.
     """
 
     def __init__(self, root: Path, account: Account, x509_dir: Path, debug: bool = False) -> None:
@@ -69,6 +71,10 @@ class PrivateLibvirtd:
         self.qemu_log_dir = self.cache_dir / "libvirt" / "qemu" / "log"
         self.uri = f"qemu+unix:///session?socket={self.socket_path}"
         self.startup_seconds: Optional[float] = None
+        # SPICE/VNC autoports: 1000 ports of their own, below the kernel's
+        # ephemeral range (32768+) where lab.ports and clients' sockets live.
+        base = 10000 + 1000 * random.randrange(22)
+        self.display_ports: tuple[int, int] = (base, base + 999)
         self._pid: Optional[int] = None
         self._reapers: list[subprocess.Popen[bytes]] = []
         self._conn: Optional[libvirt.virConnect] = None
@@ -84,7 +90,9 @@ class PrivateLibvirtd:
         (self.config_dir / "libvirt" / "libvirtd.conf").write_text(
             libvirtd_conf(self.log_path, self.debug)
         )
-        (self.config_dir / "libvirt" / "qemu.conf").write_text(qemu_conf(self.x509_dir))
+        (self.config_dir / "libvirt" / "qemu.conf").write_text(
+            qemu_conf(self.x509_dir, self.display_ports)
+        )
         shutil.copyfile(_REAPER, self.root / "reaper.py")
         for dirpath, _dirnames, filenames in os.walk(self.root):
             os.chown(dirpath, self.account.uid, self.account.gid)
