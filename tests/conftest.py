@@ -131,7 +131,9 @@ def make_guest(lab_libvirtd, lab_image, lab_pki, lab_run_dir, lab_domain_type) -
 def lab_guest(lab_libvirtd, lab_image, lab_pki, lab_run_dir, lab_domain_type) -> Iterator[Guest]:
     """One running transient guest with every console, shared by the session.
 
-    Do not stop or reconfigure it; use ``make_guest`` for that.
+    Do not stop or reconfigure it; use ``make_guest`` for that.  Its serial
+    ports may have stopped repeating the banner (a test typed on them):
+    send ENQ (0x05) to get the banner line again.
     """
     factory = _factory(lab_libvirtd, lab_image, lab_pki, lab_run_dir, lab_domain_type)
     key = teardown.register(factory.cleanup)

@@ -9,9 +9,14 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
+import signal
 import socket
 import ssl
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import libvirt
 import pytest
@@ -22,6 +27,8 @@ from lab import spice_link, vnc_vencrypt
 from lab.bootsector import ENQ, serial_banner
 from lab.guests import Guest, GuestFactory
 from lab.pki import Pki
+from lab.processes import processes_under
+from lab.rundir import reap_stale_runs
 from lab.tls import client_context
 
 HOST = "127.0.0.1"
@@ -129,24 +136,32 @@ def test_vnc_refuses_untrusted_client(lab_guest: Guest, lab_pki: Pki, client: st
 # -- serial ------------------------------------------------------------------
 
 
-def test_pty_console_banner_and_echo(lab_guest: Guest):
+def test_fresh_guest_prints_its_banners_unasked(make_guest: GuestFactory):
+    guest = make_guest(consoles={"serial", "tls-serial"}, wait=False)
+    with guest.console() as console:
+        console.read_until(serial_banner(0), timeout=30)
+    with guest.tls_serial() as serial:
+        serial.read_until(serial_banner(1), timeout=30)
+
+
+def test_pty_console_echo(lab_guest: Guest):
+    # The shared guest may have stopped repeating its banner (some test
+    # already typed on the port): ENQ asks for it.
     with lab_guest.console() as console:
+        console.send(ENQ)
         console.read_until(serial_banner(0), timeout=10)
         probe = token() + b"\r\n"
         console.send(probe)
         console.read_until(probe, timeout=10)
-        console.send(ENQ)
-        console.read_until(serial_banner(0), timeout=10)
 
 
-def test_tls_serial_banner_and_echo(lab_guest: Guest):
+def test_tls_serial_echo(lab_guest: Guest):
     with lab_guest.tls_serial() as serial:
-        serial.read_until(serial_banner(1), timeout=10)
-        probe = token() * 8  # 96 bytes, sent as 14-byte records
-        serial.send(probe)
-        serial.read_until(probe, timeout=10)
         serial.send(ENQ)
         serial.read_until(serial_banner(1), timeout=10)
+        probe = token() * 40  # 480 bytes, sent as one-byte TLS records
+        serial.send(probe)
+        serial.read_until(probe, timeout=10)
 
 
 def test_tls_serial_refuses_foreign_client(lab_guest: Guest, lab_pki: Pki):
@@ -222,3 +237,80 @@ def test_guests_survive_libvirtd_kill(lab_libvirtd, make_guest: GuestFactory):
         probe = token()
         console.send(probe)
         console.read_until(probe, timeout=10)
+
+
+# -- teardown: nothing survives a failed test, Ctrl-C, SIGTERM or SIGKILL ----
+
+INNER_TEST = """
+import os, time
+
+def test_inner(make_guest, lab_run_dir):
+    guest = make_guest(consoles={"serial", "vnc"})
+    print("LAB", lab_run_dir, guest.name, flush=True)
+    if os.environ["VCP_INNER_MODE"] == "fail":
+        assert False, "deliberate failure"
+    time.sleep(120)
+"""
+
+
+def _lab_processes(run_dir: Path) -> list[int]:
+    return processes_under(run_dir)
+
+
+def _wait_until_gone(run_dir: Path, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = _lab_processes(run_dir)
+        if not left:
+            return []
+        time.sleep(0.1)
+    return _lab_processes(run_dir)
+
+
+@pytest.mark.parametrize("mode", ["fail", "sigint", "sigterm", "sigkill"])
+def test_teardown_leaves_nothing_behind(tmp_path: Path, mode: str):
+    """A whole pytest session with a lab guest, ended four ways."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_inner.py").write_text(INNER_TEST)
+    tests_dir = Path(__file__).resolve().parent
+    env = dict(os.environ, VCP_INNER_MODE=mode, PYTHONPATH=str(tests_dir))
+    env.pop("VCP_LAB_KEEP", None)
+    inner = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-s", "-q", "-p", "conftest",
+         "-p", "no:cacheprovider", "test_inner.py"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    assert inner.stdout is not None
+    output = b""
+    run_dir = None
+    try:
+        deadline = time.monotonic() + 120
+        while run_dir is None and time.monotonic() < deadline:
+            line = inner.stdout.readline()
+            if not line:
+                break
+            output += line
+            if line.startswith(b"LAB "):
+                run_dir = Path(line.split()[1].decode())
+        assert run_dir is not None, output.decode(errors="replace")
+        assert _lab_processes(run_dir), "the inner run started no lab process?"
+        if mode != "fail":
+            inner.send_signal({"sigint": signal.SIGINT, "sigterm": signal.SIGTERM,
+                               "sigkill": signal.SIGKILL}[mode])
+        output += inner.communicate(timeout=60)[0]
+    finally:
+        if inner.poll() is None:
+            inner.kill()
+            inner.wait()
+    text = output.decode(errors="replace")
+    if mode == "fail":
+        assert inner.returncode == 1, text
+        assert "deliberate failure" in text
+    elif mode in ("sigint", "sigterm"):
+        assert inner.returncode == 2, text  # pytest's "interrupted"
+    assert _wait_until_gone(run_dir, 15) == [], text
+    if mode == "sigkill":
+        # No finalizer ran: the next lab start removes the directory.
+        assert run_dir.exists()
+        reap_stale_runs()
+    assert not run_dir.exists(), text
