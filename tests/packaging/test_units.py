@@ -4,11 +4,13 @@ import json
 import os
 import re
 import stat
+import sysconfig
 from pathlib import Path
 
 import pytest
 
 from tests.packaging.commands import run
+from tests.packaging.sandbox import MDWE_EXEC, SYSTEM_PYTHON, unit_settings
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -21,20 +23,6 @@ REQUIRED_CHECKS = ("User=/DynamicUser=", "NoNewPrivileges=", "ProtectSystem=", "
                    "MemoryDenyWriteExecute=", "CapabilityBoundingSet=~CAP_SYS_ADMIN",
                    "CapabilityBoundingSet=~CAP_SET(UID|GID|PCAP)", "CapabilityBoundingSet=~CAP_NET_ADMIN",
                    "ProtectKernelTunables=", "ProtectKernelModules=", "ProtectControlGroups=", "RestrictSUIDSGID=")
-
-
-def unit_settings(path: Path) -> dict:
-    """[Service] keys of a unit file, each with the list of its values."""
-    settings: dict = {}
-    section = None
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line.startswith("["):
-            section = line
-        elif section == "[Service]" and "=" in line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            settings.setdefault(key, []).append(value)
-    return settings
 
 
 def security(build, unit: str, *options: str) -> str:
@@ -126,3 +114,27 @@ def test_tmpfiles_give_each_key_to_its_daemon_alone(build, tmp_path):
     assert owner("resolverd-key.pem") == (0o640, 0, groups["virt-console-resolver"])
     assert owner("ca-cert.pem")[0] == 0o666, "certificates are not the tmpfiles rules' business"
     assert stat.S_IMODE(pki.stat().st_mode) == 0o755
+
+
+CRYPTO_UNDER_MDWE = """
+import sys
+from proxyd.protocol.rfb.vnc_des import vnc_auth_response
+from proxyd.protocol.spice_link.ticket import TicketKey, encrypt_ticket, ticket_plaintext
+from resolveradm import pki
+key = TicketKey.generate()
+assert key.decrypt(encrypt_ticket(key.public_der, ticket_plaintext("s3cret"))) == "s3cret"
+assert len(vnc_auth_response(bytes(16), b"password")) == 16
+directory = pki.Path(sys.argv[1])
+pki.make(pki.plan(directory, qemu_dir=directory / "qemu"))
+print("crypto ok")
+"""
+
+
+def test_packaged_crypto_works_under_memory_deny_write_execute(build, tmp_path):
+    """cryptography (Rust and cffi) as proxyd's SPICE/VNC handshakes and resolveradm pki use it, with MDWE on."""
+    environment = {"PATH": "/usr/bin:/bin",
+                   "PYTHONPATH": f"{build.root / 'usr/lib/python3/dist-packages'}:{sysconfig.get_path('purelib')}"}
+    result = run([SYSTEM_PYTHON, str(MDWE_EXEC), SYSTEM_PYTHON, "-c", CRYPTO_UNDER_MDWE, str(tmp_path)],
+                 env=environment)
+    assert result.stdout.strip() == "crypto ok"
+    assert (tmp_path / "qemu" / "server-cert.pem").is_file()
