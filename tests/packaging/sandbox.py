@@ -89,7 +89,8 @@ class UnitProcess:
     """One daemon started from its unit's settings; stop() or kill() ends its whole process group."""
 
     def __init__(self, unit: Path, root: Path, user: StandIn, args: Sequence[str], run_dir: Path,
-                 instance: str = "") -> None:
+                 port: int, instance: str = "") -> None:
+        self.port = port  # where the daemon serves, for its clients
         self.settings = unit_settings(unit)
         self.notify = NotifySocket(run_dir / f"{unit.stem}{instance}.notify")
         self.log_path = run_dir / f"{unit.stem}{instance}.log"

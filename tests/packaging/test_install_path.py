@@ -24,6 +24,7 @@ import subprocess
 import sysconfig
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List
 
@@ -107,15 +108,9 @@ def resolverd(build, site, users, certificates, lab_libvirtd) -> Iterator[UnitPr
         "--config", str(build.root / CONFIGS / "resolverd.conf"), "--connect", lab_libvirtd.uri,
         "--listen", f"127.0.0.1:{port}", "--console-listen", f"127.0.0.1:{bridge_port}",
         "--tls-cert", str(certificates / "resolverd-cert.pem"), "--tls-key", str(certificates / "resolverd-key.pem"),
-        "--tls-ca", str(certificates / "ca-cert.pem")], site)
-    daemon.port = port
-    key = teardown.register(daemon.kill)
-    try:
-        daemon.wait_ready(START_SECONDS)
+        "--tls-ca", str(certificates / "ca-cert.pem")], site, port)
+    with running(daemon):
         yield daemon
-    finally:
-        teardown.unregister(key)
-        daemon.stop()
 
 
 def start_proxyd(build, site, users, certificates, resolverd, instance: str = "") -> UnitProcess:
@@ -131,14 +126,14 @@ def start_proxyd(build, site, users, certificates, resolverd, instance: str = ""
         "--config", str(build.root / CONFIGS / "proxyd.conf"), "--listen", f"127.0.0.1:{port}",
         "--tls-cert", str(certificates / "proxyd-cert.pem"), "--tls-key", str(certificates / "proxyd-key.pem"),
         "--resolver-uri", f"https://localhost:{resolverd.port}/consoleresolver", *client,
-        "--admin-listen", f"127.0.0.1:{free_port()}", "--workers", "2", "--drain-grace", "5"], site, instance)
-    daemon.port = port
+        "--admin-listen", f"127.0.0.1:{free_port()}", "--workers", "2", "--drain-grace", "5"], site, port,
+        instance)
     return daemon
 
 
-@pytest.fixture(scope="module")
-def proxyd(build, site, users, certificates, resolverd) -> Iterator[UnitProcess]:
-    daemon = start_proxyd(build, site, users, certificates, resolverd)
+@contextmanager
+def running(daemon: UnitProcess) -> Iterator[UnitProcess]:
+    """Until the block ends: ready (READY=1), and stopped afterwards whatever happens."""
     key = teardown.register(daemon.kill)
     try:
         daemon.wait_ready(START_SECONDS)
@@ -146,6 +141,12 @@ def proxyd(build, site, users, certificates, resolverd) -> Iterator[UnitProcess]
     finally:
         teardown.unregister(key)
         daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def proxyd(build, site, users, certificates, resolverd) -> Iterator[UnitProcess]:
+    with running(start_proxyd(build, site, users, certificates, resolverd)) as daemon:
+        yield daemon
 
 
 @pytest.fixture(scope="module")
@@ -230,11 +231,8 @@ def test_resolverd_reload_keeps_answering(enabled, certificates, resolverd):
             assert BANNER in banner_through(session)
 
 
-def test_proxyd_reload_keeps_sessions_open(build, site, users, certificates, resolverd, enabled, proxyd):
-    own = start_proxyd(build, site, users, certificates, resolverd, instance="-reload")
-    key = teardown.register(own.kill)
-    try:
-        own.wait_ready(START_SECONDS)
+def test_proxyd_reload_keeps_sessions_open(build, site, users, certificates, resolverd, enabled):
+    with running(start_proxyd(build, site, users, certificates, resolverd, instance="-reload")) as own:
         token = next(console["token"] for console in enabled if console["type"] == "serial")
         url = f"wss://localhost:{own.port}/websockify?token={token}"
         with open_console(url, certificates) as session:
@@ -245,9 +243,6 @@ def test_proxyd_reload_keeps_sessions_open(build, site, users, certificates, res
             assert BANNER in banner_through(session)
         with open_console(url, certificates) as fresh:
             assert BANNER in banner_through(fresh)
-    finally:
-        teardown.unregister(key)
-        own.stop()
 
 
 def test_stop_drains_then_exits_cleanly(proxyd, resolverd):
