@@ -1,6 +1,7 @@
 """Running the packaging tools from tests."""
 
 import subprocess
+from pathlib import Path
 from typing import List
 
 import pytest
@@ -13,3 +14,8 @@ def run(argv: List[str], timeout: float = 600, **kwargs) -> subprocess.Completed
         pytest.fail(f"{' '.join(map(str, argv))} exited {result.returncode}\n"
                     f"--- stdout\n{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-6000:]}")
     return result
+
+
+def query(rpm: Path, *options: str) -> str:
+    """``rpm -qp OPTIONS RPM``: what a package file holds."""
+    return run(["rpm", "-qp", *options, str(rpm)]).stdout

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from resolverd import __version__
-from tests.packaging.commands import run
+from tests.packaging.commands import query, run
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -27,10 +27,6 @@ SELINUX_FILES = (
     "/usr/share/selinux/packages/targeted/virt_console_proxy.pp.bz2",
     "/usr/share/selinux/devel/include/distributed/virt_console_proxy.if",
 )
-
-
-def query(rpm: Path, *options: str) -> str:
-    return run(["rpm", "-qp", *options, str(rpm)]).stdout
 
 
 def file_table(rpm: Path) -> dict:

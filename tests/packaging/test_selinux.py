@@ -7,10 +7,10 @@ from typing import Set, Tuple
 
 import pytest
 
-from resolverd import settings as resolverd_settings
 from proxyd import settings as proxyd_settings
 from resolverd import config
-from tests.packaging.commands import run
+from resolverd import settings as resolverd_settings
+from tests.packaging.commands import query, run
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -139,8 +139,6 @@ def file_contexts() -> list:
 
 
 def test_every_file_context_names_packaged_files(build):
-    from tests.packaging.test_rpm import query
-
     packaged = query(build.rpms["main"], "-l").splitlines()
     for path, _, _ in file_contexts():
         assert any(re.fullmatch(path, name) for name in packaged), f"{path} matches no packaged file"
