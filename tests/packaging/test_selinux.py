@@ -127,6 +127,28 @@ def test_systemd_may_start_the_daemons_with_no_new_privileges(compiled):
         assert (domain, entry, "file", "entrypoint") in rules
 
 
+INTERFACE_CALLER = """policy_module(vcp_interface_caller, 1.0.0)
+type vcp_caller_t;
+domain_type(vcp_caller_t)
+virt_console_proxy_read_config(vcp_caller_t)
+virt_console_proxy_manage_certs(vcp_caller_t)
+virt_console_proxy_tcp_connect_resolverd(vcp_caller_t)
+"""
+
+
+def test_interfaces_compile_in_another_module_and_grant_what_they_say(tmp_path):
+    for name in SOURCES:
+        shutil.copy(REPO / "selinux" / name, tmp_path)
+    (tmp_path / "vcp_interface_caller.te").write_text(INTERFACE_CALLER)
+    run(["make", "-f", DEVEL_MAKEFILE, "vcp_interface_caller.pp"], cwd=tmp_path)
+    rules = unconditional_rules((tmp_path / "tmp" / "vcp_interface_caller.tmp").read_text())
+    caller = "vcp_caller_t"
+    assert (caller, "virt_console_proxy_conf_t", "file", "read") in rules
+    assert (caller, "virt_console_proxy_conf_t", "file", "write") not in rules
+    assert {(caller, "virt_console_proxy_cert_t", "file", p) for p in ("create", "write", "unlink")} <= rules
+    assert (caller, "virt_console_resolverd_port_t", "tcp_socket", "name_connect") in rules
+
+
 def file_contexts() -> list:
     """(path regex, file type, context type) of the .fc file."""
     entries = []
