@@ -5,11 +5,13 @@ Operators who run gunicorn themselves use the factory, with one worker,
 threads, and no --preload (the libvirt watchers live in the serving process)::
 
     RESOLVERD_CONFIG=/etc/virt-console-proxy/resolverd.conf \\
-        gunicorn --workers 1 --threads 16 'resolverd.app:create_app()'
+        gunicorn --workers 1 --threads 16 --no-control-socket \\
+            --logger-class resolverd.server.RedactingLogger \\
+            --certfile F --keyfile F --ca-certs F --cert-reqs 2 'resolverd.app:create_app()'
 
 The watchers then start with the first request.  TLS with a mandatory client
-certificate is gunicorn's job in that setup (certfile, keyfile, ca_certs,
-cert_reqs = 2).
+certificate is gunicorn's job in that setup; the config file's tls-* keys
+serve the console bridge.
 """
 
 import logging

@@ -62,10 +62,11 @@ class Resolverd:
             argv += ["--connect", uri]
         return argv + self.extra_args
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60, argv: Optional[List[str]] = None,
+              environment: Optional[Dict[str, str]] = None) -> None:
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command(), cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(argv or self.command(), cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True, env=environment)
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
@@ -458,6 +459,37 @@ def test_healthz_reports_every_connection(resolverd, lab_libvirtd, second_libvir
     body = resolverd.session.get(resolverd.base + "/healthz", timeout=5).json()
     assert body == {"status": "ok", "connections": {lab_libvirtd.uri: "indexed",
                                                     second_libvirtd.uri: "indexed"}}
+
+
+def test_a_reload_restarts_the_worker_and_keeps_serving(resolverd, lab_conn, make_guest):
+    guest = make_guest(wait=False)
+    (token,) = enable(lab_conn, guest, console_spec("serial", 0))
+    within(ONE_SECOND, lambda: status(resolverd, token) == 200)
+    workers_before = resolverd.log_text().count("Booting worker")
+    resolverd.process.send_signal(signal.SIGHUP)
+    within(30, lambda: resolverd.log_text().count("Booting worker") > workers_before)
+    within(30, lambda: resolverd.lookup(token).status_code == 200)
+    assert resolverd.lookup(token).json()["address"] == f"127.0.0.1:{resolverd.bridge_port}"
+    assert "Address already in use" not in resolverd.log_text()
+
+
+def test_operators_can_run_create_app_under_their_own_gunicorn(lab_run_dir, lab_pki, lab_libvirtd, lab_conn,
+                                                               make_guest):
+    guest = make_guest(wait=False)
+    (token,) = enable(lab_conn, guest, console_spec("vnc"))
+    pair = lab_pki.resolverd_server
+    config = lab_run_dir / "operator-resolverd.conf"
+    config.write_text(f"[resolverd]\nconnect = {lab_libvirtd.uri}\ntls-cert = {pair.cert}\n"
+                      f"tls-key = {pair.key}\ntls-ca = {lab_pki.ca_cert}\n")
+    server = Resolverd(lab_run_dir, lab_pki, [])
+    command = [str(Path(sys.executable).parent / "gunicorn"), "--workers", "1", "--threads", "4",
+               "--no-control-socket", "--logger-class", "resolverd.server.RedactingLogger", "--log-level", "debug",
+               "--bind", f"127.0.0.1:{server.port}", "--certfile", str(pair.cert), "--keyfile", str(pair.key),
+               "--ca-certs", str(lab_pki.ca_cert), "--cert-reqs", "2", "resolverd.app:create_app()"]
+    environment = dict(os.environ, RESOLVERD_CONFIG=str(config))
+    with started(lambda: server.start(argv=command, environment=environment), server.stop):
+        assert server.lookup(token).json()["address"] == f"127.0.0.1:{guest.vnc_port}"
+        assert token not in server.log_text()
 
 
 def test_refuses_to_start_without_tls(lab_libvirtd):
