@@ -193,7 +193,7 @@ def main() -> None:
         print(json.dumps(results, indent=2))
         return
     print(f"machine: {results['cpus']} CPUs (clients and resolverd share them)")
-    print(f"start-up: {args.domains} enabled shut-off domains + 1 running guest "
+    print(f"start-up: {args.domains} enabled shut-off domains + 1 running (paused) guest "
           f"(defined in {define_seconds:.1f} s)")
     print(f"  indexed {indexed['domains']:.0f} domains / {indexed['tokens']:.0f} tokens; first full resync "
           f"{indexed['first_resync_seconds']:.2f} s; process start to healthy {ready_seconds:.2f} s")
