@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +87,8 @@ class NotifySocket:
 class UnitProcess:
     """One daemon started from its unit's settings; stop() or kill() ends its whole process group."""
 
-    def __init__(self, unit: Path, root: Path, user: StandIn, args: Sequence[str], run_dir: Path,
-                 port: int, instance: str = "") -> None:
+    def __init__(self, unit: Path, root: Path, python_path: str, user: StandIn, args: Sequence[str],
+                 run_dir: Path, port: int, instance: str = "") -> None:
         self.port = port  # where the daemon serves, for its clients
         self.settings = unit_settings(unit)
         self.notify = NotifySocket(run_dir / f"{unit.stem}{instance}.notify")
@@ -105,10 +104,8 @@ class UnitProcess:
         if _enabled(self.settings, "MemoryDenyWriteExecute"):
             argv += [SYSTEM_PYTHON, str(MDWE_EXEC)]
         argv += [str(root / program.lstrip("/")), *unit_args, *args]
-        # The RPM's Python dependencies are the venv's packages here.
         environment = {"PATH": "/usr/bin:/bin", "HOME": "/", "LANG": "C.UTF-8",
-                       "NOTIFY_SOCKET": str(self.notify.path),
-                       "PYTHONPATH": f"{root / 'usr/lib/python3/dist-packages'}:{sysconfig.get_path('purelib')}"}
+                       "NOTIFY_SOCKET": str(self.notify.path), "PYTHONPATH": python_path}
         umask = int(self.settings.get("UMask", ["0022"])[-1], 8)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, env=environment, stdin=subprocess.DEVNULL, stdout=log,

@@ -21,7 +21,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sysconfig
 import tempfile
 import time
 from contextlib import contextmanager
@@ -48,8 +47,7 @@ START_SECONDS = 90
 
 def packaged(build, command: str, *args: str) -> subprocess.CompletedProcess:
     """A packaged command run as root, the way an operator types it."""
-    environment = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
-                   "PYTHONPATH": f"{build.root / 'usr/lib/python3/dist-packages'}:{sysconfig.get_path('purelib')}"}
+    environment = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": build.python_path}
     return subprocess.run([str(build.root / "usr/bin" / command), *args], env=environment, capture_output=True,
                           text=True, timeout=120)
 
@@ -104,11 +102,12 @@ def certificates(build, site, users, lab_account) -> Path:
 def resolverd(build, site, users, certificates, lab_libvirtd) -> Iterator[UnitProcess]:
     give_to(build.root / CONFIGS / "resolverd.conf", users["resolverd"].gid)
     port, bridge_port = free_port(), free_port()
-    daemon = UnitProcess(build.root / UNITS / "virt-console-resolverd.service", build.root, users["resolverd"], [
-        "--config", str(build.root / CONFIGS / "resolverd.conf"), "--connect", lab_libvirtd.uri,
-        "--listen", f"127.0.0.1:{port}", "--console-listen", f"127.0.0.1:{bridge_port}",
-        "--tls-cert", str(certificates / "resolverd-cert.pem"), "--tls-key", str(certificates / "resolverd-key.pem"),
-        "--tls-ca", str(certificates / "ca-cert.pem")], site, port)
+    args = ["--config", str(build.root / CONFIGS / "resolverd.conf"), "--connect", lab_libvirtd.uri,
+            "--listen", f"127.0.0.1:{port}", "--console-listen", f"127.0.0.1:{bridge_port}",
+            "--tls-cert", str(certificates / "resolverd-cert.pem"),
+            "--tls-key", str(certificates / "resolverd-key.pem"), "--tls-ca", str(certificates / "ca-cert.pem")]
+    daemon = UnitProcess(build.root / UNITS / "virt-console-resolverd.service", build.root, build.python_path,
+                         users["resolverd"], args, site, port)
     with running(daemon):
         yield daemon
 
@@ -122,13 +121,12 @@ def start_proxyd(build, site, users, certificates, resolverd, instance: str = ""
               "--connect-cert", str(certificates / "proxyd-client-cert.pem"),
               "--connect-key", str(certificates / "proxyd-client-key.pem"),
               "--connect-ca", str(certificates / "ca-cert.pem")]
-    daemon = UnitProcess(build.root / UNITS / "virt-console-proxyd.service", build.root, users["proxyd"], [
-        "--config", str(build.root / CONFIGS / "proxyd.conf"), "--listen", f"127.0.0.1:{port}",
-        "--tls-cert", str(certificates / "proxyd-cert.pem"), "--tls-key", str(certificates / "proxyd-key.pem"),
-        "--resolver-uri", f"https://localhost:{resolverd.port}/consoleresolver", *client,
-        "--admin-listen", f"127.0.0.1:{free_port()}", "--workers", "2", "--drain-grace", "5"], site, port,
-        instance)
-    return daemon
+    args = ["--config", str(build.root / CONFIGS / "proxyd.conf"), "--listen", f"127.0.0.1:{port}",
+            "--tls-cert", str(certificates / "proxyd-cert.pem"), "--tls-key", str(certificates / "proxyd-key.pem"),
+            "--resolver-uri", f"https://localhost:{resolverd.port}/consoleresolver", *client,
+            "--admin-listen", f"127.0.0.1:{free_port()}", "--workers", "2", "--drain-grace", "5"]
+    return UnitProcess(build.root / UNITS / "virt-console-proxyd.service", build.root, build.python_path,
+                       users["proxyd"], args, site, port, instance)
 
 
 @contextmanager

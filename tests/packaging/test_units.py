@@ -4,7 +4,6 @@ import json
 import os
 import re
 import stat
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -103,7 +102,8 @@ def test_tmpfiles_give_each_key_to_its_daemon_alone(build, tmp_path):
     for name in names:
         (pki / name).write_text("")
         (pki / name).chmod(0o666)
-    run(["systemd-tmpfiles", f"--root={tmp_path}", "--create", str(build.root / "usr/lib/tmpfiles.d/virt-console-proxy.conf")])
+    run(["systemd-tmpfiles", f"--root={tmp_path}", "--create",
+         str(build.root / "usr/lib/tmpfiles.d/virt-console-proxy.conf")])
 
     def owner(name: str):
         info = (pki / name).stat()
@@ -132,8 +132,7 @@ print("crypto ok")
 
 def test_packaged_crypto_works_under_memory_deny_write_execute(build, tmp_path):
     """cryptography (Rust and cffi) as proxyd's SPICE/VNC handshakes and resolveradm pki use it, with MDWE on."""
-    environment = {"PATH": "/usr/bin:/bin",
-                   "PYTHONPATH": f"{build.root / 'usr/lib/python3/dist-packages'}:{sysconfig.get_path('purelib')}"}
+    environment = {"PATH": "/usr/bin:/bin", "PYTHONPATH": build.python_path}
     result = run([SYSTEM_PYTHON, str(MDWE_EXEC), SYSTEM_PYTHON, "-c", CRYPTO_UNDER_MDWE, str(tmp_path)],
                  env=environment)
     assert result.stdout.strip() == "crypto ok"
