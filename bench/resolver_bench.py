@@ -35,18 +35,19 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "e2e")]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import libvirt  # noqa: E402
 
 from lab import teardown  # noqa: E402
 from lab.account import lab_account  # noqa: E402
+from lab.consoles import console_spec, enable  # noqa: E402
 from lab.guests import GuestFactory, GuestImage  # noqa: E402
 from lab.libvirtd import PrivateLibvirtd  # noqa: E402
 from lab.pki import Pki  # noqa: E402
+from lab.resolverd import Resolverd  # noqa: E402
 from lab.rundir import make_run_dir, reap_stale_runs  # noqa: E402
 from resolverd import metadata  # noqa: E402
-from test_resolverd import Resolverd, console_spec, enable  # noqa: E402
 
 SHUT_OFF_DOMAIN = """<domain type='{kind}'>
   <name>{name}</name>
@@ -66,12 +67,6 @@ def define_enabled_domains(conn: libvirt.virConnect, count: int, kind: str) -> f
         domain.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, metadata.render(consoles), metadata.PREFIX,
                            metadata.NAMESPACE, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
     return time.monotonic() - began
-
-
-def metric(server: Resolverd, name: str) -> float:
-    text = server.session.get(server.base + "/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
 
 
 def client_process(port: int, ca: str, cert: str, key: str, token: str, threads: int, start_at: float,
@@ -178,8 +173,8 @@ def main() -> None:
     server.start(timeout=600)
     ready_seconds = time.monotonic() - began
     indexed = {
-        "domains": metric(server, "resolverd_index_domains"), "tokens": metric(server, "resolverd_index_tokens"),
-        "first_resync_seconds": metric(server, "resolverd_resync_seconds"),
+        "domains": server.metric("resolverd_index_domains"), "tokens": server.metric("resolverd_index_tokens"),
+        "first_resync_seconds": server.metric("resolverd_resync_seconds"),
         "start_to_healthy_seconds": ready_seconds, "define_seconds": define_seconds,
     }
     assert server.lookup(token).status_code == 200, server.log_tail()

@@ -29,7 +29,7 @@ from lab.guests import Guest, GuestFactory
 from lab.pki import Pki
 from lab.processes import processes_under
 from lab.rundir import reap_stale_runs
-from lab.tls import client_context
+from resolverd.tls import client_context
 
 HOST = "127.0.0.1"
 # DER SubjectPublicKeyInfo prefix of an RSA-1024 key (spice-protocol notes, 1.1).
@@ -118,7 +118,7 @@ def test_vnc_offers_vencrypt_x509none(lab_guest: Guest):
 
 def test_vnc_tls_with_proxyd_client_cert(lab_guest: Guest, lab_pki: Pki):
     init = vnc_session(lab_guest.vnc_port,
-                       client_context(lab_pki.ca_cert, lab_pki.proxyd_qemu_client))
+                       client_context(lab_pki.ca_cert, *lab_pki.proxyd_qemu_client.as_tuple))
     assert (init.width, init.height) == (720, 400)
     assert lab_guest.name in init.name
 
@@ -126,7 +126,7 @@ def test_vnc_tls_with_proxyd_client_cert(lab_guest: Guest, lab_pki: Pki):
 @pytest.mark.parametrize("client", ["foreign", "none"])
 def test_vnc_refuses_untrusted_client(lab_guest: Guest, lab_pki: Pki, client: str):
     pair = lab_pki.foreign_client if client == "foreign" else None
-    context = client_context(lab_pki.ca_cert, pair)
+    context = client_context(lab_pki.ca_cert, *(pair.as_tuple if pair else ()))
     # TLS 1.3: the refusal arrives after the client's Finished, so it may
     # surface at the handshake or at the first read.
     with pytest.raises((ssl.SSLError, EOFError, ConnectionResetError)):
@@ -165,7 +165,7 @@ def test_tls_serial_echo(lab_guest: Guest):
 
 
 def test_tls_serial_refuses_foreign_client(lab_guest: Guest, lab_pki: Pki):
-    context = client_context(lab_pki.ca_cert, lab_pki.foreign_client)
+    context = client_context(lab_pki.ca_cert, *lab_pki.foreign_client.as_tuple)
     with pytest.raises((ssl.SSLError, EOFError, ConnectionResetError)):
         with lab_guest.tls_serial(context) as serial:
             serial.send(ENQ)
@@ -179,7 +179,7 @@ def test_wrong_qemu_ca_breaks_every_check(make_guest: GuestFactory, lab_pki: Pki
     foreign_server = lab_pki.issue("qemu-foreign", foreign=True)
     with lab_pki.qemu_identity(lab_pki.foreign_ca_cert, foreign_server):
         guest = make_guest(consoles={"spice", "vnc", "serial", "tls-serial"})
-    proxyd = client_context(lab_pki.ca_cert, lab_pki.proxyd_qemu_client)
+    proxyd = client_context(lab_pki.ca_cert, *lab_pki.proxyd_qemu_client.as_tuple)
     with pytest.raises(ssl.SSLCertVerificationError):
         tls_connect(guest.spice_tls_port, client_context(lab_pki.ca_cert)).close()
     with pytest.raises(ssl.SSLCertVerificationError):
@@ -188,7 +188,7 @@ def test_wrong_qemu_ca_breaks_every_check(make_guest: GuestFactory, lab_pki: Pki
         guest.tls_serial(proxyd).close()
     # Trusting the foreign CA gets past our check of QEMU, but QEMU (CA now
     # foreign) refuses proxyd's client certificate.
-    mixed = client_context(lab_pki.foreign_ca_cert, lab_pki.proxyd_qemu_client)
+    mixed = client_context(lab_pki.foreign_ca_cert, *lab_pki.proxyd_qemu_client.as_tuple)
     with pytest.raises((ssl.SSLError, EOFError, ConnectionResetError)):
         vnc_session(guest.vnc_port, mixed)
 

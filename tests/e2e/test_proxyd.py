@@ -8,207 +8,29 @@ proxyd as a subprocess.  The tenant is the ``websockets`` library's client
 with a small RFB/SPICE/serial speaker on top.
 """
 
+import base64
 import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List
 
 import pytest
-import requests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from lab import teardown
 from lab.bootsector import BANNER, ENQ
-from lab.guests import Guest, GuestFactory
-from lab.pki import Pki
+from lab.consoles import tokens_of
+from lab.guests import Guest
+from lab.polling import within
 from lab.ports import free_port
+from lab.proxyd import Proxyd
 from lab.spice_link import CHANNEL_MAIN, LINK_OK, authenticate, link
-from lab.tls import client_context
 from lab.vnc_vencrypt import RFB_VERSION, finish
-from resolveradm import access
-from test_resolverd import Resolverd
-
-REPO = Path(__file__).resolve().parents[2]
-ENTER_DEADLINE = 10.0
-
-
-class Proxyd:
-    """A proxyd subprocess on free ports, with helpers to reach its public port and admin endpoint."""
-
-    def __init__(self, run_dir: Path, pki: Pki, resolver: Resolverd, *extra: str, workers: int = 2,
-                 connect_pair=None, connect_ca: Optional[Path] = None) -> None:
-        self.pki = pki
-        self.port = free_port()
-        self.admin_port = free_port()
-        self.log_path = run_dir / f"proxyd-{self.port}.log"
-        qemu_client = connect_pair or pki.proxyd_qemu_client
-        resolver_client = pki.proxyd_resolverd_client
-        self.argv = [
-            sys.executable, "-m", "proxyd", "--listen", f"127.0.0.1:{self.port}",
-            "--tls-cert", str(pki.proxyd_server.cert), "--tls-key", str(pki.proxyd_server.key),
-            "--resolver-uri", f"https://localhost:{resolver.port}/consoleresolver",
-            "--resolver-cert", str(resolver_client.cert), "--resolver-key", str(resolver_client.key),
-            "--resolver-ca", str(pki.ca_cert),
-            "--connect-cert", str(qemu_client.cert), "--connect-key", str(qemu_client.key),
-            "--connect-ca", str(connect_ca or pki.ca_cert),
-            "--workers", str(workers), "--admin-listen", f"127.0.0.1:{self.admin_port}", "--log-level", "debug",
-            "--drain-grace", "3", *extra]
-        self.process: Optional[subprocess.Popen] = None
-        self.tls = client_context(pki.ca_cert)
-
-    def start(self) -> "Proxyd":
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-        self._key = teardown.register(self.kill)
-        deadline = time.monotonic() + 20
-        while not self.healthy():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"proxyd did not start:\n{self.log_text()[-4000:]}")
-            time.sleep(0.05)
-        return self
-
-    def healthy(self) -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{self.admin_port}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    def stop(self, timeout: float = 30) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        finally:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-        teardown.unregister(self._key)
-
-    def url(self, token: Optional[str], path: str = "/websockify") -> str:
-        return f"wss://localhost:{self.port}{path}" + (f"?token={token}" if token is not None else "")
-
-    def open(self, token: Optional[str], **options) -> ClientConnection:
-        options.setdefault("open_timeout", ENTER_DEADLINE)
-        return connect(self.url(token), ssl=self.tls, max_size=None, **options)
-
-    def metrics(self) -> str:
-        return requests.get(f"http://127.0.0.1:{self.admin_port}/metrics", timeout=5).text
-
-    def metric(self, sample: str) -> float:
-        for line in self.metrics().splitlines():
-            if line.startswith(sample + " "):
-                return float(line.rsplit(" ", 1)[1])
-        raise KeyError(sample)
-
-    def worker_pids(self) -> List[int]:
-        assert self.process is not None
-        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [int(pid) for pid in path.read_text().split()]
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-class WsStream:
-    """A websocket seen as a byte stream (recv/sendall), for the lab's socket-based protocol probes."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.pending = b""
-
-    def recv(self, size: int) -> bytes:
-        if not self.pending:
-            message = self.ws.recv(timeout=ENTER_DEADLINE)
-            self.pending = message if isinstance(message, bytes) else message.encode()
-        chunk, self.pending = self.pending[:size], self.pending[size:]
-        return chunk
-
-    def sendall(self, data: bytes) -> None:
-        self.ws.send(data)
-
-    def read_until(self, needle: bytes, timeout: float = ENTER_DEADLINE) -> bytes:
-        data = b""
-        deadline = time.monotonic() + timeout
-        while needle not in data:
-            data += self.recv(65536)
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{needle!r} not seen in {data[-200:]!r}")
-        return data
-
-
-def within(seconds: float, condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {seconds} s")
-        time.sleep(0.05)
-
-
-def close_of(ws: ClientConnection) -> "tuple[int, str]":
-    """Wait for the server's close frame; its code and reason."""
-    with pytest.raises(ConnectionClosed) as closed:
-        while True:
-            ws.recv(timeout=ENTER_DEADLINE)
-    frame = closed.value.rcvd
-    assert frame is not None, f"no close frame: {closed.value}"
-    return frame.code, frame.reason
-
-
-def tokens_of(conn, guest: Guest) -> Dict[str, str]:
-    """Enable every console of ``guest`` with resolveradm's code: tokens by 'spice', 'vnc', 'serial0', ..."""
-    outcome = access.enable(conn, guest.domain, access.Grant())
-    named = {}
-    for console in outcome.consoles:
-        kind = console.console.type
-        named[kind if kind in ("spice", "vnc") else f"{kind}{console.console.index}"] = console.token
-    return named
-
-
-# -- fixtures -----------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def resolver(lab_run_dir, lab_pki, lab_libvirtd) -> Iterator[Resolverd]:
-    server = Resolverd(lab_run_dir, lab_pki, [lab_libvirtd.uri], log_level="info")
-    key = teardown.register(server.stop)
-    try:
-        server.start()
-        yield server
-    finally:
-        teardown.unregister(key)
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def guests(lab_libvirtd, lab_image, lab_pki, lab_run_dir, lab_domain_type) -> Iterator[GuestFactory]:
-    factory = GuestFactory(lab_libvirtd, lab_image, lab_pki, lab_run_dir / "disks-proxyd", lab_domain_type)
-    key = teardown.register(factory.cleanup)
-    yield factory
-    teardown.unregister(key)
-    factory.cleanup()
-
-
-@pytest.fixture(scope="module")
-def guest(guests) -> Guest:
-    return guests(name="px-main")
-
-
-@pytest.fixture(scope="module")
-def tokens(lab_libvirtd, guest, resolver) -> Dict[str, str]:
-    named = tokens_of(lab_libvirtd.connection(), guest)
-    within(10, lambda: resolver.lookup(named["vnc"]).status_code == 200)
-    return named
+from lab.wsstream import DEADLINE, WsStream, close_of
 
 
 @pytest.fixture(scope="module")
@@ -242,13 +64,12 @@ def test_serial_echo_through_the_pty_bridge(proxyd, tokens):
 
 
 def test_serial_in_base64_text_messages(proxyd, tokens):
-    import base64
     with proxyd.open(tokens["serial1"], subprotocols=["base64"]) as ws:
         assert ws.subprotocol == "base64"
         ws.send(base64.b64encode(b"b64echo").decode())
         seen = b""
         while b"b64echo" not in seen:
-            message = ws.recv(timeout=ENTER_DEADLINE)
+            message = ws.recv(timeout=DEADLINE)
             assert isinstance(message, str)
             seen += base64.b64decode(message)
 
@@ -272,25 +93,18 @@ def framebuffer(stream: WsStream, width: int, height: int) -> bytes:
     stream.sendall(b"\x03\x00" + b"\x00\x00\x00\x00" + width.to_bytes(2, "big") + height.to_bytes(2, "big"))
     pixels = bytearray()
     while len(pixels) < width * height * 4:
-        kind = recv_exactly(stream, 1)[0]
+        kind = stream.recv_exactly(1)[0]
         assert kind == 0, f"unexpected server message {kind}"
-        count = int.from_bytes(recv_exactly(stream, 3)[1:], "big")
+        count = int.from_bytes(stream.recv_exactly(3)[1:], "big")
         for _ in range(count):
-            head = recv_exactly(stream, 12)
+            head = stream.recv_exactly(12)
             w, h = int.from_bytes(head[4:6], "big"), int.from_bytes(head[6:8], "big")
             encoding = int.from_bytes(head[8:12], "big", signed=True)
             if encoding == -223:  # DesktopSize pseudo-rectangle: no pixels
                 continue
             assert encoding == 0
-            pixels += recv_exactly(stream, w * h * 4)
+            pixels += stream.recv_exactly(w * h * 4)
     return bytes(pixels)
-
-
-def recv_exactly(stream: WsStream, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        data += stream.recv(size - len(data))
-    return data
 
 
 def test_spice_link_over_websocket_gets_a_valid_reply(proxyd, tokens, guest):
@@ -326,12 +140,12 @@ def test_missing_and_unknown_tokens_are_refused_then_braked(lab_run_dir, lab_pki
 
 def test_token_in_a_cookie(proxyd, tokens):
     with connect(proxyd.url(None), ssl=proxyd.tls, additional_headers={"Cookie": f"token={tokens['serial1']}"},
-                 open_timeout=ENTER_DEADLINE) as ws:
+                 open_timeout=DEADLINE) as ws:
         echo_through(ws, b"cookie")
 
 
 def raw_tls(proxyd: Proxyd, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", proxyd.port), timeout=ENTER_DEADLINE) as raw:
+    with socket.create_connection(("127.0.0.1", proxyd.port), timeout=DEADLINE) as raw:
         with proxyd.tls.wrap_socket(raw, server_hostname="localhost") as tls:
             tls.sendall(request)
             answer = b""
@@ -354,7 +168,7 @@ def test_plain_http_gets_a_clear_4xx(proxyd, request_bytes, status):
 
 
 def test_clear_text_on_the_tls_port_is_told_to_use_tls(proxyd):
-    with socket.create_connection(("127.0.0.1", proxyd.port), timeout=ENTER_DEADLINE) as raw:
+    with socket.create_connection(("127.0.0.1", proxyd.port), timeout=DEADLINE) as raw:
         raw.sendall(b"GET /websockify HTTP/1.1\r\nHost: x\r\n\r\n")
         assert raw.recv(4096).startswith(b"HTTP/1.1 400 Bad Request")
 
@@ -440,7 +254,7 @@ def test_backend_refusing_our_certificate(lab_run_dir, lab_pki, resolver, tokens
         with proxy.open(tokens["serial1"]) as ws:  # QEMU finishes TLS, then checks our certificate and closes
             assert close_of(ws) == (1011, "the console refused the connection")
         with proxy.open(tokens["vnc"]) as ws:
-            ws.recv(timeout=ENTER_DEADLINE)  # the version comes from the proxy's side of the MITM
+            ws.recv(timeout=DEADLINE)  # the version comes from the proxy's side of the MITM
             assert close_of(ws) == (1011, "the console closed the connection")
     finally:
         proxy.stop()
@@ -488,8 +302,8 @@ def vnc_alive(stream: WsStream) -> None:
     """A full update of the top-left pixel comes back."""
     stream.sendall(b"\x02\x00" + (1).to_bytes(2, "big") + (0).to_bytes(4, "big"))
     stream.sendall(b"\x03\x00" + b"\x00" * 4 + (1).to_bytes(2, "big") + (1).to_bytes(2, "big"))
-    assert recv_exactly(stream, 4)[0] == 0
-    assert recv_exactly(stream, 12 + 4)[8:12] == b"\x00\x00\x00\x00"
+    assert stream.recv_exactly(4)[0] == 0
+    assert stream.recv_exactly(12 + 4)[8:12] == b"\x00\x00\x00\x00"
 
 
 def test_worker_killed_is_replaced_and_other_sessions_carry_on(lab_run_dir, lab_pki, resolver, tokens):
@@ -507,7 +321,7 @@ def test_worker_killed_is_replaced_and_other_sessions_carry_on(lab_run_dir, lab_
             os.kill(victim, signal.SIGKILL)
             for stream in by_worker[victim]:
                 with pytest.raises(ConnectionClosed):
-                    stream.ws.recv(timeout=ENTER_DEADLINE)
+                    stream.ws.recv(timeout=DEADLINE)
             for stream in by_worker[survivor]:
                 vnc_alive(stream)
             within(5, lambda: len(proxy.worker_pids()) == 2 and victim not in proxy.worker_pids())

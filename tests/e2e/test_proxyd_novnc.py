@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives import serialization
 from websockets.sync.client import connect
 
 from lab.ports import free_port
-from test_proxyd import REPO, Proxyd, guest, guests, resolver, tokens  # noqa: F401 (module fixtures)
+from lab.proxyd import Proxyd
+from lab.resolverd import REPO
 
 NOVNC = Path(os.environ.get("NOVNC_DIR", REPO / ".venv" / "novnc" / "node_modules" / "@novnc" / "novnc"))
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")

@@ -6,7 +6,6 @@ written directly with libvirt so this file depends on nothing but the schema.
 """
 
 import concurrent.futures
-import contextlib
 import os
 import secrets
 import signal
@@ -15,108 +14,23 @@ import ssl
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, Optional
 
-import libvirt
 import pytest
 import requests
 
-from lab import teardown
+from lab.consoles import console_spec, enable, secret_of, write_metadata
 from lab.guests import Guest, GuestFactory
 from lab.libvirtd import PrivateLibvirtd
-from lab.pki import Pki
-from lab.ports import free_port
-from lab.tls import client_context
-from resolverd import metadata
+from lab.pki import CertPair
+from lab.polling import within
+from lab.resolverd import REPO, Resolverd
+from lab.teardown import started
+from resolverd.tls import client_context
 
-REPO = Path(__file__).resolve().parents[2]
 ONE_SECOND = 1.0
-
-
-class Resolverd:
-    """A resolverd subprocess and an mTLS client for its API."""
-
-    def __init__(self, run_dir: Path, pki: Pki, uris: List[str], log_level: str = "debug",
-                 extra_args: Sequence[str] = ()) -> None:
-        self.pki = pki
-        self.uris = uris
-        self.log_level = log_level
-        self.extra_args = list(extra_args)
-        self.port = free_port()
-        self.bridge_port = free_port()
-        self.base = f"https://127.0.0.1:{self.port}"
-        self.log_path = run_dir / f"resolverd-{self.port}.log"
-        self.process: Optional[subprocess.Popen] = None
-        self.session = self.client()
-
-    def command(self) -> List[str]:
-        pair = self.pki.resolverd_server
-        argv = [sys.executable, "-m", "resolverd", "--listen", f"127.0.0.1:{self.port}",
-                "--tls-cert", str(pair.cert), "--tls-key", str(pair.key), "--tls-ca", str(self.pki.ca_cert),
-                "--console-listen", f"127.0.0.1:{self.bridge_port}", "--resync-interval", "30",
-                "--log-level", self.log_level]
-        for uri in self.uris:
-            argv += ["--connect", uri]
-        return argv + self.extra_args
-
-    def start(self, timeout: float = 60, argv: Optional[List[str]] = None,
-              environment: Optional[Dict[str, str]] = None) -> None:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(argv or self.command(), cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True, env=environment)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"resolverd exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if self.session.get(self.base + "/healthz", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"resolverd not healthy within {timeout} s:\n{self.log_tail()}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def client(self, cert: Optional[tuple] = None) -> requests.Session:
-        session = requests.Session()
-        session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
-        session.verify = str(self.pki.ca_cert)
-        session.cert = cert or self.pki.proxyd_resolverd_client.as_tuple
-        return session
-
-    def lookup(self, token: str) -> requests.Response:
-        return self.session.get(f"{self.base}/consoleresolver/token/{token}", timeout=10)
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-@contextlib.contextmanager
-def started(start: Callable[[], None], stop: Callable[[], None]) -> Iterator[None]:
-    """start(), then stop() when the block ends, or at exit if the test run is cut short."""
-    key = teardown.register(stop)
-    try:
-        start()
-        yield
-    finally:
-        teardown.unregister(key)
-        stop()
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +44,8 @@ def second_libvirtd(lab_run_dir, lab_account, lab_pki) -> Iterator[PrivateLibvir
 @pytest.fixture
 def make_second_guest(second_libvirtd, lab_image, lab_pki, lab_run_dir, lab_domain_type) -> Iterator[GuestFactory]:
     factory = GuestFactory(second_libvirtd, lab_image, lab_pki, lab_run_dir / "disks-second", lab_domain_type)
-    key = teardown.register(factory.cleanup)
-    yield factory
-    teardown.unregister(key)
-    factory.cleanup()
+    with started(lambda: None, factory.cleanup):
+        yield factory
 
 
 @pytest.fixture(scope="module")
@@ -143,61 +55,13 @@ def resolverd(lab_run_dir, lab_pki, lab_libvirtd, second_libvirtd) -> Iterator[R
         yield server
 
 
-# -- enabling consoles the way resolveradm does ------------------------------------------------
-
-def console_spec(console_type: str, index: int = 0, **extra) -> metadata.Console:
-    """A console to enable; its secret_uuid is filled in by enable()."""
-    return metadata.Console(**{"type": console_type, "secret_uuid": "", "index": index, **extra})
-
-
-def enable(conn: libvirt.virConnect, guest: Guest, *consoles: metadata.Console) -> List[str]:
-    """Create one secret per console, write the metadata, and return the tokens in order."""
-    tokens, written = [], []
-    for console in consoles:
-        secret = conn.secretDefineXML(
-            "<secret ephemeral='no' private='no'><description>resolverd e2e</description></secret>")
-        token = secrets.token_urlsafe(24)
-        secret.setValue(token.encode())
-        tokens.append(token)
-        written.append(replace(console, secret_uuid=secret.UUIDString()))
-    write_metadata(guest, metadata.render(written))
-    return tokens
-
-
-def write_metadata(guest: Guest, xml: Optional[str]) -> None:
-    domain = guest.domain
-    flags = (libvirt.VIR_DOMAIN_AFFECT_LIVE if domain.isActive() else 0) | \
-        (libvirt.VIR_DOMAIN_AFFECT_CONFIG if domain.isPersistent() else 0)
-    domain.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, xml, metadata.PREFIX if xml else None,
-                       metadata.NAMESPACE, flags)
-
-
-def secret_of(conn: libvirt.virConnect, guest: Guest, position: int) -> libvirt.virSecret:
-    consoles = metadata.parse(guest.xml())
-    return conn.secretLookupByUUIDString(consoles[position].secret_uuid)
-
-
-def within(seconds: float, condition: Callable[[], bool]) -> float:
-    """Poll ``condition`` until true; the time it took, or AssertionError after ``seconds``."""
-    began = time.monotonic()
-    while not condition():
-        if time.monotonic() - began > seconds:
-            raise AssertionError(f"not true within {seconds} s")
-        time.sleep(0.02)
-    return time.monotonic() - began
-
-
-def status(server: Resolverd, token: str) -> int:
-    return server.lookup(token).status_code
-
-
 # -- the token API ------------------------------------------------------------------------------
 
 def test_every_console_of_a_running_guest_resolves(resolverd, lab_conn, make_guest):
     guest = make_guest(persistent=True, wait=False)
     spice, vnc, pty, tls_serial = enable(lab_conn, guest, console_spec("spice"), console_spec("vnc"),
                                          console_spec("serial", 0), console_spec("serial", 1))
-    within(ONE_SECOND, lambda: status(resolverd, spice) == 200)
+    within(ONE_SECOND, lambda: resolverd.status(spice) == 200)
     answer = resolverd.lookup(spice).json()
     assert answer == {
         "type": "spice", "address": f"127.0.0.1:{guest.spice_tls_port}", "insecure": False, "tlsTunnel": False,
@@ -226,41 +90,41 @@ def test_unknown_tokens_get_404_json_and_are_logged_by_hash_only(resolverd):
 def test_stop_start_rotate_and_metadata_removal(resolverd, lab_conn, make_guest):
     guest = make_guest(persistent=True, wait=False)
     (token,) = enable(lab_conn, guest, console_spec("vnc"))
-    within(ONE_SECOND, lambda: status(resolverd, token) == 200)
+    within(ONE_SECOND, lambda: resolverd.status(token) == 200)
 
     guest.destroy()
-    assert within(ONE_SECOND, lambda: status(resolverd, token) == 404) <= ONE_SECOND
+    assert within(ONE_SECOND, lambda: resolverd.status(token) == 404) <= ONE_SECOND
 
     guest.start(wait=False)
-    within(ONE_SECOND, lambda: status(resolverd, token) == 200)
+    within(ONE_SECOND, lambda: resolverd.status(token) == 200)
     assert resolverd.lookup(token).json()["address"] == f"127.0.0.1:{guest.vnc_port}"
 
     rotated = secrets.token_urlsafe(24)
     secret_of(lab_conn, guest, 0).setValue(rotated.encode())
-    within(ONE_SECOND, lambda: status(resolverd, token) == 404)
-    assert status(resolverd, rotated) == 200
+    within(ONE_SECOND, lambda: resolverd.status(token) == 404)
+    assert resolverd.status(rotated) == 200
 
     write_metadata(guest, None)
-    within(ONE_SECOND, lambda: status(resolverd, rotated) == 404)
+    within(ONE_SECOND, lambda: resolverd.status(rotated) == 404)
 
 
 def test_undefining_a_shut_off_domain_forgets_it(resolverd, lab_conn, make_guest):
     guest = make_guest(persistent=True, wait=False)
     (token,) = enable(lab_conn, guest, console_spec("vnc"))
-    within(ONE_SECOND, lambda: status(resolverd, token) == 200)
+    within(ONE_SECOND, lambda: resolverd.status(token) == 200)
     guest.destroy()
-    within(ONE_SECOND, lambda: status(resolverd, token) == 404)
-    tokens_before = metric(resolverd, "resolverd_index_tokens")
+    within(ONE_SECOND, lambda: resolverd.status(token) == 404)
+    tokens_before = resolverd.metric("resolverd_index_tokens")
     guest.domain.undefine()
-    within(ONE_SECOND, lambda: metric(resolverd, "resolverd_index_tokens") == tokens_before - 1)
+    within(ONE_SECOND, lambda: resolverd.metric("resolverd_index_tokens") == tokens_before - 1)
 
 
 def test_a_one_time_token_is_granted_exactly_once_among_fifty_concurrent_claims(resolverd, lab_conn, make_guest,
                                                                                  lab_run_dir, lab_pki, lab_libvirtd):
     guest = make_guest(wait=False)
-    tokens_before = metric(resolverd, "resolverd_index_tokens")
+    tokens_before = resolverd.metric("resolverd_index_tokens")
     (token,) = enable(lab_conn, guest, console_spec("vnc", once=True))
-    within(ONE_SECOND, lambda: metric(resolverd, "resolverd_index_tokens") == tokens_before + 1)
+    within(ONE_SECOND, lambda: resolverd.metric("resolverd_index_tokens") == tokens_before + 1)
     assert head_status(resolverd, token) == 405
     sessions = [resolverd.client() for _ in range(50)]
     with concurrent.futures.ThreadPoolExecutor(50) as pool:
@@ -272,7 +136,7 @@ def test_a_one_time_token_is_granted_exactly_once_among_fifty_concurrent_claims(
     assert secret_of(lab_conn, guest, 0).value() != token.encode()
     fresh = Resolverd(lab_run_dir, lab_pki, [lab_libvirtd.uri])
     with started(fresh.start, fresh.stop):
-        assert status(fresh, token) == 404
+        assert fresh.status(token) == 404
 
 
 def head_status(server: Resolverd, token: str) -> int:
@@ -285,9 +149,9 @@ def test_expired_tokens_get_404(resolverd, lab_conn, make_guest):
     now = datetime.now(timezone.utc).replace(microsecond=0)
     expired, soon = enable(lab_conn, guest, console_spec("vnc", expires=now - timedelta(minutes=1)),
                            console_spec("spice", expires=now + timedelta(seconds=3)))
-    within(ONE_SECOND, lambda: status(resolverd, soon) == 200)
-    assert status(resolverd, expired) == 404
-    within(5, lambda: status(resolverd, soon) == 404)
+    within(ONE_SECOND, lambda: resolverd.status(soon) == 200)
+    assert resolverd.status(expired) == 404
+    within(5, lambda: resolverd.status(soon) == 404)
     assert "expired token" in resolverd.log_text()
 
 
@@ -297,7 +161,7 @@ def test_two_connections_are_served_at_once(resolverd, lab_libvirtd, lab_conn, m
     there = make_second_guest(wait=False)
     (token_here,) = enable(lab_conn, here, console_spec("vnc"))
     (token_there,) = enable(second_libvirtd.connection(), there, console_spec("vnc"))
-    within(ONE_SECOND, lambda: status(resolverd, token_here) == 200 and status(resolverd, token_there) == 200)
+    within(ONE_SECOND, lambda: resolverd.status(token_here) == 200 and resolverd.status(token_there) == 200)
     assert resolverd.lookup(token_there).json()["domainUuid"] == there.uuid
     assert resolverd.lookup(token_here).json()["domainUuid"] == here.uuid
     text = resolverd.session.get(resolverd.base + "/metrics", timeout=5).text
@@ -308,19 +172,19 @@ def test_two_connections_are_served_at_once(resolverd, lab_libvirtd, lab_conn, m
 def test_libvirtd_killed_and_restarted(resolverd, second_libvirtd, make_second_guest):
     guest = make_second_guest(wait=False)
     (token,) = enable(second_libvirtd.connection(), guest, console_spec("vnc"))
-    within(ONE_SECOND, lambda: status(resolverd, token) == 200)
+    within(ONE_SECOND, lambda: resolverd.status(token) == 200)
     second_libvirtd.kill()
-    within(15, lambda: status(resolverd, token) == 503)
+    within(15, lambda: resolverd.status(token) == 503)
     assert resolverd.session.get(resolverd.base + "/healthz", timeout=5).status_code == 503
     second_libvirtd.start()
-    within(30, lambda: status(resolverd, token) == 200)
+    within(30, lambda: resolverd.status(token) == 200)
     assert resolverd.session.get(resolverd.base + "/healthz", timeout=5).status_code == 200
 
 
 # -- TLS ----------------------------------------------------------------------------------------
 
-def tls_handshake(server: Resolverd, port: int, client_pair=None) -> None:
-    context = client_context(server.pki.ca_cert, client_pair)
+def tls_handshake(server: Resolverd, port: int, client_pair: Optional[CertPair] = None) -> None:
+    context = client_context(server.pki.ca_cert, *(client_pair.as_tuple if client_pair else ()))
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls_sock:
             # TLS 1.3 reports a refused client certificate with the first read.
@@ -349,7 +213,7 @@ class BridgeClient:
 
     def __init__(self, server: Resolverd, answer: Dict) -> None:
         host, port = answer["address"].rsplit(":", 1)
-        context = client_context(server.pki.ca_cert, server.pki.proxyd_resolverd_client)
+        context = client_context(server.pki.ca_cert, *server.pki.proxyd_resolverd_client.as_tuple)
         raw = socket.create_connection((host, int(port)), timeout=10)
         self.sock = context.wrap_socket(raw, server_hostname=host)
         self.sock.sendall(b"LCPBRIDGE1 " + answer["bridgeTicket"].encode() + b"\n")
@@ -387,7 +251,7 @@ class BridgeClient:
 def test_a_pty_console_echoes_through_the_bridge(resolverd, lab_conn, make_guest):
     guest = make_guest(consoles={"serial"})
     (token,) = enable(lab_conn, guest, console_spec("serial", 0))
-    within(ONE_SECOND, lambda: status(resolverd, token) == 200)
+    within(ONE_SECOND, lambda: resolverd.status(token) == 200)
     answer = resolverd.lookup(token).json()
     client = BridgeClient(resolverd, answer)
     try:
@@ -396,10 +260,10 @@ def test_a_pty_console_echoes_through_the_bridge(resolverd, lab_conn, make_guest
         client.read_until(Guest.serial_banner(0))
         client.sock.sendall(b"echo through the bridge")
         client.read_until(b"echo through the bridge")
-        within(ONE_SECOND, lambda: metric(resolverd, "resolverd_bridge_sessions") == 1)
+        within(ONE_SECOND, lambda: resolverd.metric("resolverd_bridge_sessions") == 1)
     finally:
         client.close()
-    within(5, lambda: metric(resolverd, "resolverd_bridge_sessions") == 0)
+    within(5, lambda: resolverd.metric("resolverd_bridge_sessions") == 0)
     reused = BridgeClient(resolverd, answer)
     try:
         assert reused.status == b"ERR unknown or expired ticket\n"
@@ -410,7 +274,7 @@ def test_a_pty_console_echoes_through_the_bridge(resolverd, lab_conn, make_guest
 def test_the_bridge_session_ends_when_the_guest_stops(resolverd, lab_conn, make_guest):
     guest = make_guest(consoles={"serial"}, persistent=True)
     (token,) = enable(lab_conn, guest, console_spec("serial", 0))
-    within(ONE_SECOND, lambda: status(resolverd, token) == 200)
+    within(ONE_SECOND, lambda: resolverd.status(token) == 200)
     client = BridgeClient(resolverd, resolverd.lookup(token).json())
     try:
         assert client.status == b"OK\n"
@@ -423,7 +287,7 @@ def test_the_bridge_session_ends_when_the_guest_stops(resolverd, lab_conn, make_
 
 
 def test_a_bad_hello_is_refused(resolverd):
-    context = client_context(resolverd.pki.ca_cert, resolverd.pki.proxyd_resolverd_client)
+    context = client_context(resolverd.pki.ca_cert, *resolverd.pki.proxyd_resolverd_client.as_tuple)
     with socket.create_connection(("127.0.0.1", resolverd.bridge_port), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
             sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
@@ -432,27 +296,15 @@ def test_a_bad_hello_is_refused(resolverd):
 
 # -- health and metrics -------------------------------------------------------------------------
 
-def metric(server: Resolverd, name: str) -> float:
-    """The sum of every sample of ``name`` in /metrics."""
-    text = server.session.get(server.base + "/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
-
-
 def test_metrics_count_lookups_by_outcome(resolverd):
-    before = metric_sample(resolverd, 'resolverd_lookups_total{outcome="unknown"}')
+    before = resolverd.metric('resolverd_lookups_total{outcome="unknown"}')
     resolverd.lookup("no-such-token")
-    assert metric_sample(resolverd, 'resolverd_lookups_total{outcome="unknown"}') == before + 1
+    assert resolverd.metric('resolverd_lookups_total{outcome="unknown"}') == before + 1
     text = resolverd.session.get(resolverd.base + "/metrics", timeout=5)
     assert text.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     for family in ("resolverd_libvirt_connected", "resolverd_index_tokens", "resolverd_index_domains",
                    "resolverd_resync_seconds", "resolverd_bridge_sessions"):
         assert f"# TYPE {family} gauge" in text.text
-
-
-def metric_sample(server: Resolverd, sample: str) -> float:
-    text = server.session.get(server.base + "/metrics", timeout=5).text
-    return next(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(sample + " "))
 
 
 def test_healthz_reports_every_connection(resolverd, lab_libvirtd, second_libvirtd):
@@ -464,7 +316,7 @@ def test_healthz_reports_every_connection(resolverd, lab_libvirtd, second_libvir
 def test_a_reload_restarts_the_worker_and_keeps_serving(resolverd, lab_conn, make_guest):
     guest = make_guest(wait=False)
     (token,) = enable(lab_conn, guest, console_spec("serial", 0))
-    within(ONE_SECOND, lambda: status(resolverd, token) == 200)
+    within(ONE_SECOND, lambda: resolverd.status(token) == 200)
     workers_before = resolverd.log_text().count("Booting worker")
     resolverd.process.send_signal(signal.SIGHUP)
     within(30, lambda: resolverd.log_text().count("Booting worker") > workers_before)

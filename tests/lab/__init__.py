@@ -86,11 +86,31 @@ pub_key, caps), ``authenticate(sock, reply, password)`` -> u32 result.
 :mod:`lab.vnc_vencrypt`: ``negotiate(sock)`` -> offer (security types,
 VeNCrypt version, subtypes), ``start_tls(sock, context)``, ``finish(tls)``
 -> ``ServerInit`` (width, height, name).
-:mod:`lab.tls`: ``client_context(ca, pair=None)``, ``server_context(ca, pair)``.
-:mod:`lab.ports`: ``free_port()``.
+:mod:`lab.ports`: ``free_port()``.  TLS contexts are the project's own
+(:mod:`resolverd.tls`: ``client_context(ca, cert=None, key=None)``, so
+``client_context(pki.ca_cert, *pair.as_tuple)``).
 
-Teardown: fixture finalizers (also after failures and Ctrl-C), SIGTERM/SIGHUP
-turned into KeyboardInterrupt, an atexit safety net, a subreaper that ends
+Daemons under test and their clients
+------------------------------------
+:mod:`lab.resolverd`: ``Resolverd(run_dir, pki, uris, log_level=, extra_args=)``
+(free ports, ``start()``/``stop()``, ``lookup(token)``, ``status(token)``,
+``metric(name)``, ``client(cert)``, ``log_text()``).
+:mod:`lab.proxyd`: ``Proxyd(run_dir, pki, resolver, *flags, workers=,
+connect_pair=, connect_ca=)`` (``start()``, ``stop()``, ``kill()``,
+``open(token, **websocket options)``, ``url()``, ``metric(sample)``,
+``worker_pids()``, ``log_text()``).
+:mod:`lab.wsstream`: ``WsStream(ws)`` (a websocket as recv/sendall for the
+probes) and ``close_of(ws)`` -> (code, reason) of the server's close frame.
+:mod:`lab.consoles`: ``enable(conn, guest, console_spec(type, index, ...))``
+(secrets and metadata written with libvirt directly, tokens returned),
+``tokens_of(conn, guest)`` (resolveradm's own code), ``write_metadata``,
+``secret_of``.
+:mod:`lab.polling`: ``within(seconds, condition)``.
+tests/e2e/conftest.py: module fixtures ``resolver``, ``guests``, ``guest``
+(every console) and ``tokens`` (by 'spice', 'vnc', 'serial0', 'serial1').
+
+Teardown: fixture finalizers and ``teardown.started(start, stop)`` (also
+after failures and Ctrl-C), SIGTERM/SIGHUP turned into KeyboardInterrupt, an atexit safety net, a subreaper that ends
 libvirtd and every guest if pytest dies, and a reaper of earlier dead runs'
 directories and processes at the next start.
 """

@@ -16,6 +16,8 @@ from typing import Callable, Iterable, Optional
 
 import libvirt
 
+from resolverd.tls import client_context
+
 from .account import Account
 from .bootsector import BANNER, assemble, serial_banner, write_disk_image
 from .domain_xml import ALL_CONSOLES, GuestSpec, render
@@ -24,7 +26,6 @@ from .pki import Pki
 from .ports import free_port
 from .serial import QEMU_TLS_CHARDEV_RECORD, LibvirtConsole, TlsSerial
 from .timings import record
-from .tls import client_context
 
 
 class GuestImage:
@@ -120,7 +121,7 @@ class Guest:
         if self.tls_serial_port is None:
             raise ValueError(f"{self.name} has no tls-serial console")
         if context is None:
-            context = client_context(self.pki.ca_cert, self.pki.proxyd_qemu_client)
+            context = client_context(self.pki.ca_cert, *self.pki.proxyd_qemu_client.as_tuple)
         return TlsSerial(self.tls_serial_port, context, host=self.spec.listen,
                          record_size=record_size)
 

@@ -10,10 +10,11 @@ it does for Ctrl-C instead of dying on the spot.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import signal
 import threading
 from types import FrameType
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 _lock = threading.Lock()
 _callbacks: list[tuple[int, Callable[[], None]]] = []
@@ -64,3 +65,15 @@ def unregister(key: int) -> None:
     """Forget a callback (its owner cleaned up by itself)."""
     with _lock:
         _callbacks[:] = [(k, c) for k, c in _callbacks if k != key]
+
+
+@contextlib.contextmanager
+def started(start: Callable[[], None], stop: Callable[[], None]) -> Iterator[None]:
+    """start(), then stop() when the block ends, or at exit if the test run is cut short."""
+    key = register(stop)
+    try:
+        start()
+        yield
+    finally:
+        unregister(key)
+        stop()
