@@ -2,8 +2,20 @@
 
 import asyncio
 import socket
+import time
+from typing import Callable
 
 from proxyd.relay import HIGH_WATER, HOLD_LIMIT, ConsoleLeg, link
+
+READ_SIZE = 256 * 1024  # the most an asyncio socket transport reads at once
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Let the loop run until ``condition`` holds; AssertionError after ``timeout`` (a loaded machine is slow)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not true within {timeout} s"
+        await asyncio.sleep(0.005)
 
 
 async def leg_pair() -> "tuple[ConsoleLeg, socket.socket]":
@@ -61,11 +73,18 @@ def test_hold_buffer_pauses_reading_when_full():
     async def scenario():
         loop = asyncio.get_running_loop()
         a, a_peer = await leg_pair()
-        sending = loop.create_task(loop.sock_sendall(a_peer, b"x" * (16 << 20)))
-        await asyncio.sleep(0.5)
-        assert HOLD_LIMIT <= a.held_bytes < HOLD_LIMIT + 300 * 1024
-        assert not sending.done()  # the rest waits in the sender: reading is paused
-        sending.cancel()
+        total = 16 << 20
+        sending = loop.create_task(loop.sock_sendall(a_peer, b"x" * total))
+        await until(lambda: a.held_bytes >= HOLD_LIMIT)
+        assert not a.transport.is_reading()
+        assert a.held_bytes < HOLD_LIMIT + READ_SIZE  # at most one read past the limit
+        assert not sending.done()  # the rest waits in the sender
+        delivered = bytearray()
+        a.deliver_to(delivered.extend)  # a consumer at last: reading resumes, nothing was lost
+        assert a.transport.is_reading()
+        await until(lambda: len(delivered) == total)
+        await sending
+        assert a.held_bytes == 0
         a_peer.close()
     asyncio.run(scenario())
 
@@ -78,12 +97,9 @@ def test_slow_reader_bounds_what_the_proxy_buffers():
         link(fast, slow)
         chunk = b"y" * 65536
         writer = loop.create_task(loop.sock_sendall(fast_peer, chunk * 400))  # 25 MiB, nobody reads it
-        await asyncio.sleep(1.0)
-        assert slow.transport.get_write_buffer_size() <= HIGH_WATER + 256 * 1024
+        await until(lambda: not fast.transport.is_reading())
+        assert slow.transport.get_write_buffer_size() <= HIGH_WATER + READ_SIZE
         assert not writer.done()  # the fast side is held back, not buffered in the proxy
-        moved = fast.received
-        await asyncio.sleep(0.3)
-        assert fast.received == moved
         received = 0
         while received < 400 * 65536:  # now drain it: everything arrives
             received += len(await loop.sock_recv(slow_peer, 1 << 20))
