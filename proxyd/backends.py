@@ -41,15 +41,21 @@ async def open_console(console: Console, outbound: Outbound, tenant: WebSocketLe
     """A console leg ready for the relay (for VNC: after the RFB handshake on both legs)."""
     if console.bridge_ticket is not None:
         return await _open_bridge(console, outbound)
-    context = _context_for(console, outbound)
-    leg = await _connect(console)
-    if context is not None and (console.type != "vnc" or console.tls_tunnel):
-        await start_tls(leg, context, outbound.server_name or console.host)
+    leg = await connect_console(console, outbound)
     if console.type == "vnc":
         vencrypt = None if console.tls_tunnel else outbound.connect
         name = outbound.server_name or console.host
         upgrade = None if vencrypt is None else (lambda: start_tls(leg, vencrypt, name))
         await vnc_handshake(tenant, leg, console, upgrade)
+    return leg
+
+
+async def connect_console(console: Console, outbound: Outbound) -> ConsoleLeg:
+    """A connection to QEMU's port, in TLS unless the console is insecure or VNC negotiates TLS itself."""
+    context = _context_for(console, outbound)
+    leg = await _connect(console)
+    if context is not None and (console.type != "vnc" or console.tls_tunnel):
+        await start_tls(leg, context, outbound.server_name or console.host)
     return leg
 
 

@@ -2,8 +2,8 @@
 
 SEQPACKET keeps message boundaries, so one ``send`` is one message and a
 reader never sees half of one.  Every message is an object with a ``kind``:
-``metrics`` (worker -> master, a proxyd.metrics snapshot) for now; the SPICE
-session table (issue 6) adds its requests and answers here.
+``metrics`` (worker -> master, a proxyd.metrics snapshot), and the SPICE
+session table's requests and answers (``spice-*``, see proxyd.spice_sessions).
 """
 
 import json

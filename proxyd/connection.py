@@ -3,8 +3,8 @@
 1. Peek at the first bytes (nothing is consumed): a TLS ClientHello, or a
    clear-text ``GET`` when the port runs with --listen-insecure.
 2. TLS, then the first application bytes name the front: ``GET`` is a
-   websocket upgrade.  (Native SPICE ``REDQ`` and ``CONNECT`` come with the
-   SPICE MITM.)
+   websocket upgrade, ``REDQ`` a native SPICE channel (proxyd.spice: the
+   link MITM, the token being the ticket or the session's).
 3. The upgrade request: path, Origin, a valid upgrade (else an HTTP 4xx);
    101 with the chosen subprotocol.
 4. Token (URL or cookie), the per-address brake on failed attempts, the
@@ -22,7 +22,7 @@ import ssl
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Optional, Set
+from typing import Callable, Optional, Set, Union
 
 from websockets.frames import CloseCode
 from websockets.protocol import CONNECTING, OPEN
@@ -30,11 +30,15 @@ from websockets.protocol import CONNECTING, OPEN
 from proxyd.backends import Outbound, open_console
 from proxyd.metrics import Failure, WorkerMetrics
 from proxyd.protocol.front_sniffer import MAX_PEEK, Front, FrontDetected, FrontSniffer, UnknownFront
+from proxyd.protocol.spice_link import TicketKey
 from proxyd.ratelimit import FailedAttempts
 from proxyd.refusal import Refusal
 from proxyd.request import WEBSOCKET_PATH, TokenError, origin_allowed, path_of, token_of
 from proxyd.resolver import Console, ResolverClient, ResolverUnavailable, TokenRefused
 from proxyd.session import Session
+from proxyd.spice import Access, spice_link
+from proxyd.spice_directory import SessionDirectory
+from proxyd.stream_leg import StreamLeg
 from proxyd.websocket import HandshakeFailed, WebSocketLeg
 from resolverd.logs import token_ref
 
@@ -57,6 +61,8 @@ class Shared:
     failed_attempts: FailedAttempts
     metrics: WorkerMetrics
     sessions: Set[Session]
+    ticket_key: TicketKey
+    directory: SessionDirectory
 
 
 class _FirstBytes(asyncio.Protocol):
@@ -127,10 +133,13 @@ class Connection:
         loop = asyncio.get_running_loop()
         front = await self._peek_front()
         if front is Front.TLS:
-            leg = await self._tls_then_websocket()
+            leg = await self._tls_front()
         else:
             leg = WebSocketLeg()
             self.transport, _ = await loop.connect_accepted_socket(lambda: leg, self.sock)
+        if isinstance(leg, StreamLeg):
+            await self._spice(leg, None)
+            return
         self.client = leg
         await self._websocket(leg)
 
@@ -181,12 +190,12 @@ class Connection:
         except OSError:
             pass
 
-    async def _tls_then_websocket(self) -> WebSocketLeg:
+    async def _tls_front(self) -> Union[WebSocketLeg, StreamLeg]:
         loop = asyncio.get_running_loop()
         remaining = self.shared.handshake_timeout - (time.monotonic() - self.started)
         try:
             transport, first = await loop.connect_accepted_socket(
-                lambda: _FirstBytes({Front.HTTP_GET}), self.sock, ssl=self.shared.public_context,
+                lambda: _FirstBytes({Front.HTTP_GET, Front.SPICE_LINK}), self.sock, ssl=self.shared.public_context,
                 ssl_handshake_timeout=max(remaining, 0.1))
         except (ssl.SSLError, OSError, asyncio.TimeoutError) as exc:
             raise Refusal(Failure.TLS, 0, "TLS handshake failed", f"TLS handshake failed: {exc}") from None
@@ -194,17 +203,48 @@ class Connection:
         try:
             detected = await first.detected
         except UnknownFront as exc:
-            body = b"Expected a websocket upgrade (GET /websockify).\n"
+            body = b"Expected a websocket upgrade (GET /websockify) or a SPICE link.\n"
             transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
             raise Refusal(Failure.NOT_WEBSOCKET, 0, "not a websocket upgrade", str(exc)) from None
         except ConnectionError as exc:
             raise Refusal(Failure.CLIENT_GONE, 0, "tenant left", str(exc)) from None
-        leg = WebSocketLeg(detected.data)
-        transport.set_protocol(leg)
-        leg.connection_made(transport)
+        leg: Union[WebSocketLeg, StreamLeg]
+        if detected.front is Front.SPICE_LINK:
+            leg = StreamLeg()
+            transport.set_protocol(leg)
+            leg.connection_made(transport)
+            leg.data_received(detected.data)
+        else:
+            leg = WebSocketLeg(detected.data)
+            transport.set_protocol(leg)
+            leg.connection_made(transport)
         transport.resume_reading()
         return leg
+
+    async def _spice(self, leg: StreamLeg, token: Optional[str]) -> None:
+        shared = self.shared
+        access = Access(check_brake=self._check_brake, failed=lambda: shared.failed_attempts.failed(self.peer_host),
+                        resolve=self._resolve)
+        channel = await spice_link(leg, shared.ticket_key, shared.outbound, shared.directory, access, token)
+        directory, main = shared.directory, channel.main
+
+        def ended(session: Session) -> None:
+            shared.sessions.discard(session)
+            if main is not None:
+                directory.end(channel.session)
+            else:
+                directory.leave(channel.session, session)
+
+        session = Session(leg, channel.console_leg, channel.console, self.peer, shared.metrics, ended,
+                          idles=main is not None)
+        shared.sessions.add(session)
+        if main is None:
+            directory.join(channel.session, session)
+        session.start(token_ref(channel.token), f"spice_channel={channel.name} spice_session={channel.session:08x}")
+        if main is not None:
+            main.on_broken = lambda reason: session.end(CloseCode.INTERNAL_ERROR, reason)
+            channel.console_leg.deliver_to(main.feed)
 
     async def _websocket(self, leg: WebSocketLeg) -> None:
         try:

@@ -13,10 +13,10 @@ its sessions are lost, the other workers' are not.  SIGTERM or SIGINT
 drains: the master stops listening, tells every worker to drain, waits for
 them (grace period plus a margin, then SIGKILL) and exits.
 
-Each worker has a channel (proxyd.channel) to the master.  Today it carries
-metrics snapshots; the SPICE session table, which channels of one session
-landing on different workers must share, is to live here in the master and
-answer the workers' requests over the same channels.
+Each worker has a channel (proxyd.channel) to the master.  It carries
+metrics snapshots, and the requests and answers of the SPICE session table
+(proxyd.spice_sessions), which lives here because the channels of one
+session may land on different workers.
 """
 
 import asyncio
@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional
 
-from proxyd import admin, channel
+from proxyd import admin, channel, spice_sessions
 from proxyd.metrics import Aggregate, valid_snapshot
 from proxyd.settings import Contexts, Settings
 from proxyd.worker import Worker
@@ -81,6 +81,7 @@ class Master:
         self._admin_socket = admin_socket
         self._slots = [_WorkerSlot(index) for index in range(settings.workers)]
         self._metrics = Aggregate()
+        self._spice_sessions = spice_sessions.SessionTable()
         self._draining = False
         self._done: "Optional[asyncio.Future[None]]" = None
 
@@ -169,6 +170,7 @@ class Master:
             loop.remove_reader(slot.link.fileno())
             slot.link.close()
         self._metrics.retire(slot.pid)
+        self._spice_ended(self._spice_sessions.forget_worker(slot.index))
         lived = time.monotonic() - slot.started
         how = _exit_description(status)
         slot.pid, slot.link = 0, None
@@ -197,8 +199,20 @@ class Master:
                 return
             if message["kind"] == "metrics" and valid_snapshot(message.get("snapshot")):
                 self._metrics.update(slot.pid, message["snapshot"])
+            elif message["kind"] in spice_sessions.REQUESTS:
+                answer, ended = self._spice_sessions.handle(slot.index, message)
+                if answer is not None and not channel.send(slot.link, answer):
+                    log.warning("worker %d did not take a session table answer", slot.index)
+                self._spice_ended(ended)
             else:
                 log.warning("worker %d sent an unexpected %r message", slot.index, message["kind"])
+
+    def _spice_ended(self, sessions: List[int]) -> None:
+        """Every worker closes the channels of these SPICE sessions."""
+        for session in sessions:
+            for slot in self._slots:
+                if slot.link is not None:
+                    channel.send(slot.link, spice_sessions.ended(session))
 
     # -- draining
 

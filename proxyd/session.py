@@ -9,13 +9,14 @@ long.  Tokens never appear; the open line names the token by its hash.
 
 import logging
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from websockets.frames import CloseCode
 
 from proxyd.metrics import TO_CLIENT, TO_CONSOLE, WorkerMetrics
 from proxyd.relay import ConsoleLeg, link
 from proxyd.resolver import Console
+from proxyd.stream_leg import StreamLeg
 from proxyd.websocket import WebSocketLeg
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,9 @@ REFUSED_WITHIN = 1.0  # a console that closes this soon without a byte refused u
 
 
 class Session:
-    def __init__(self, client: WebSocketLeg, console_leg: ConsoleLeg, console: Console, peer: str,
-                 metrics: WorkerMetrics, on_end: Callable[["Session"], None]) -> None:
+    def __init__(self, client: Union[WebSocketLeg, StreamLeg], console_leg: ConsoleLeg, console: Console, peer: str,
+                 metrics: WorkerMetrics, on_end: Callable[["Session"], None], *, idles: bool = True) -> None:
+        """``idles``: False for a SPICE channel other than main, which ends with its main channel instead."""
         self.client = client
         self.console_leg = console_leg
         self.console = console
@@ -36,6 +38,7 @@ class Session:
         self._metrics = metrics
         self._on_end = on_end
         self._moved_seen = 0
+        self._idles = idles
 
     @property
     def to_console(self) -> int:
@@ -45,9 +48,10 @@ class Session:
     def to_client(self) -> int:
         return self.console_leg.received
 
-    def start(self, token_ref: str) -> None:
-        log.info("session open client=%s domain=%s type=%s console=%s token=%s", self.peer, self.console.domain,
-                 self.console.type, self.console.address, token_ref)
+    def start(self, token_ref: str, detail: str = "") -> None:
+        """``detail``: more ``key=value`` fields for the log line."""
+        log.info("session open client=%s domain=%s type=%s console=%s token=%s%s", self.peer, self.console.domain,
+                 self.console.type, self.console.address, token_ref, f" {detail}" if detail else "")
         self.client.on_closing = self._tenant_closing
         self.client.on_lost(self._tenant_lost)
         self.console_leg.on_lost(self._console_lost)
@@ -58,7 +62,7 @@ class Session:
     def idle_for(self, now: float) -> float:
         """Seconds since console data was last seen moving either way (checked at each call)."""
         moved = self.to_console + self.to_client
-        if moved != self._moved_seen:
+        if moved != self._moved_seen or not self._idles:
             self._moved_seen, self.last_data = moved, now
         return now - self.last_data
 

@@ -24,10 +24,12 @@ from proxyd import channel
 from proxyd.backends import Outbound
 from proxyd.connection import Shared, handler
 from proxyd.metrics import TO_CLIENT, TO_CONSOLE, WorkerMetrics
+from proxyd.protocol.spice_link import TicketKey
 from proxyd.ratelimit import FailedAttempts
 from proxyd.resolver import ResolverClient
 from proxyd.session import Session
 from proxyd.settings import Contexts, Settings
+from proxyd.spice_directory import SessionDirectory
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class Worker:
         self._drain_deadline = 0.0
         self._last_snapshot: Optional[dict] = None
         self._stopped: "Optional[asyncio.Future[None]]" = None
+        self._directory = SessionDirectory(link)
 
     def run(self) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides; Ctrl-C reaches the whole group
@@ -77,7 +80,7 @@ class Worker:
             outbound=Outbound(connect=self._contexts.connect, bridge=self._contexts.resolver,
                               server_name=settings.connect_server_name, allow_insecure=settings.connect_insecure),
             resolver=resolver, executor=executor, failed_attempts=FailedAttempts(), metrics=self._metrics,
-            sessions=self._sessions)
+            sessions=self._sessions, ticket_key=TicketKey.generate(), directory=self._directory)
         self._start = handler(shared)
         for listener in self._listeners:
             listener.setblocking(False)
@@ -124,8 +127,11 @@ class Worker:
 
     def _from_master(self) -> None:
         try:
-            while channel.receive(self._link) is not None:
-                pass
+            while True:
+                message = channel.receive(self._link)
+                if message is None:
+                    break
+                self._directory.on_message(message)
         except channel.ChannelClosed:
             asyncio.get_running_loop().remove_reader(self._link.fileno())
             log.warning("the master is gone; draining")

@@ -39,6 +39,7 @@ MAX_INSPECTED_SIZE = 64 * 1024
 _MINI_HEADER = struct.Struct("<HI")
 _FULL_HEADER = struct.Struct("<QHII")
 _MAIN_INIT = struct.Struct("<8I")
+_SESSION_ID = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,12 @@ class MainInit:
     ram_hint: int
     raw: bytes
     """The whole message, header included, to forward as it is."""
+
+
+def with_session_id(init: MainInit, session_id: int, *, mini_header: bool) -> bytes:
+    """``init``'s bytes with another session id: the one the proxy hands the client instead of QEMU's."""
+    offset = (_MINI_HEADER if mini_header else _FULL_HEADER).size
+    return init.raw[:offset] + _SESSION_ID.pack(session_id) + init.raw[offset + _SESSION_ID.size:]
 
 
 @dataclass(frozen=True)

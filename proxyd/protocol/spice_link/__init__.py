@@ -2,7 +2,7 @@
 
 from .backend_link import BackendLinked, LinkReplyReceived, SpiceBackendLink
 from .client_link import LinkRequested, SpiceClientLink, TicketReceived
-from .constants import AuthMechanism, ChannelType, CommonCap, LinkError
+from .constants import AuthMechanism, ChannelType, CommonCap, LinkError, MainCap
 from .errors import (
     BadCapabilities,
     BadPublicKey,
@@ -12,7 +12,7 @@ from .errors import (
     UnsupportedAuthMechanism,
 )
 from .messages import LinkHeader, LinkMess, LinkReply, caps_from_bits, encode_link_error, has_cap, set_cap
-from .negotiation import mirror_reply_caps, relay_header_mode, reply_first_caps
+from .negotiation import mirror_reply_caps, relay_header_mode, reply_first_caps, to_backend
 from .ticket import TicketKey, encrypt_ticket, ticket_plaintext
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "LinkRefused",
     "LinkReply",
     "LinkReplyReceived",
+    "MainCap",
     "LinkRequested",
     "SpiceBackendLink",
     "SpiceClientLink",
@@ -45,4 +46,5 @@ __all__ = [
     "reply_first_caps",
     "set_cap",
     "ticket_plaintext",
+    "to_backend",
 ]

@@ -61,3 +61,12 @@ class CommonCap(enum.IntEnum):
 class AuthMechanism(enum.IntEnum):
     SPICE = CommonCap.AUTH_SPICE
     SASL = CommonCap.AUTH_SASL
+
+
+class MainCap(enum.IntEnum):
+    """Bit numbers in a main channel's caps."""
+
+    SEMI_SEAMLESS_MIGRATE = 0
+    NAME_AND_UUID = 1
+    AGENT_CONNECTED_TOKENS = 2
+    SEAMLESS_MIGRATE = 3

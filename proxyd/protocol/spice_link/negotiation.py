@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Tuple
 
-from .constants import CommonCap
+from .constants import ChannelType, CommonCap, MainCap
 from .errors import HeaderModeMismatch
 from .messages import Caps, LinkMess, LinkReply, caps_from_bits, has_cap, set_cap
 
@@ -31,6 +31,21 @@ def reply_first_caps(client: LinkMess) -> Tuple[Caps, Caps]:
     ``relay_header_mode`` catches one that does not).
     """
     return (caps_from_bits(CommonCap.MINI_HEADER) if client.mini_header else ()), ()
+
+
+def to_backend(client: LinkMess, connection_id: int) -> LinkMess:
+    """The link message for QEMU: the client's, with QEMU's session id and no migration caps on main.
+
+    Without the migration caps QEMU never sends MIGRATE_BEGIN(_SEAMLESS),
+    which would leave it waiting for the client to dial the destination;
+    the MIGRATE_SWITCH_HOST it still sends after a migration is dropped by
+    the relay (proxyd.spice).
+    """
+    channel_caps = client.channel_caps
+    if client.channel_type == ChannelType.MAIN:
+        for bit in (MainCap.SEMI_SEAMLESS_MIGRATE, MainCap.SEAMLESS_MIGRATE):
+            channel_caps = set_cap(channel_caps, bit, False)
+    return LinkMess(connection_id, client.channel_type, client.channel_id, client.common_caps, channel_caps)
 
 
 def relay_header_mode(client: LinkMess, to_backend: LinkMess, client_reply_common_caps: Caps,

@@ -9,6 +9,7 @@ from proxyd.protocol.spice_main import (
     MainInit,
     MigrateMessage,
     PassThrough,
+    with_session_id,
 )
 
 INIT_BODY = struct.pack("<8I", 0x1EE7C0DE, 1, 3, 2, 1, 10, 123456, 0x4000000)
@@ -100,3 +101,11 @@ def test_a_huge_message_that_is_not_inspected_is_streamed():
     header = struct.pack("<HI", 109, 0xFFFFFFFF)
     assert channel_filter.receive_data(header + bytes(1000)) == [PassThrough(header + bytes(1000))]
     assert channel_filter.buffered_bytes == 0
+
+
+def test_session_id_rewritten_byte_for_byte_in_both_header_modes():
+    init_mini = MainInit(**INIT_FIELDS, raw=mini(103, INIT_BODY))
+    assert with_session_id(init_mini, 0xA1B2C3D4, mini_header=True) == \
+        b"\x67\x00\x20\x00\x00\x00" + b"\xd4\xc3\xb2\xa1" + INIT_BODY[4:]
+    init_full = MainInit(**INIT_FIELDS, raw=full(7, 103, INIT_BODY))
+    assert with_session_id(init_full, 1, mini_header=False) == full(7, 103, struct.pack("<I", 1) + INIT_BODY[4:])

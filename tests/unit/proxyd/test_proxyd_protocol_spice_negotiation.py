@@ -8,6 +8,7 @@ from proxyd.protocol.spice_link import (
     mirror_reply_caps,
     relay_header_mode,
     reply_first_caps,
+    to_backend,
 )
 
 GTK_MAIN = LinkMess(0, 1, 0, (0b1001,), (0b1111,))      # AUTH_SELECTION|MINI_HEADER
@@ -44,3 +45,13 @@ def test_legs_announcing_different_modes_cannot_be_relayed():
         relay_header_mode(GTK_MAIN, OLD_CLIENT, (0b1011,), QEMU)
     with pytest.raises(HeaderModeMismatch):
         relay_header_mode(GTK_MAIN, GTK_MAIN, (0b0011,), QEMU)
+
+
+def test_to_backend_takes_qemus_session_id_and_drops_the_migration_caps_of_main():
+    assert to_backend(GTK_MAIN, 0) == LinkMess(0, 1, 0, (0b1001,), (0b0110,))
+    assert to_backend(GTK_MAIN, 0).encode()[34:42] == bytes([0b1001, 0, 0, 0, 0b0110, 0, 0, 0])
+
+
+def test_to_backend_keeps_every_cap_of_other_channels():
+    display = LinkMess(0x1EE7, 2, 1, (0b1001,), (0b1111, 0x1))
+    assert to_backend(display, 0x0BAD) == LinkMess(0x0BAD, 2, 1, (0b1001,), (0b1111, 0x1))

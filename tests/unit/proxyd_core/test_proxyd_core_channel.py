@@ -3,14 +3,6 @@ import pytest
 from proxyd import channel
 
 
-@pytest.fixture
-def ends():
-    master_end, worker_end = channel.pair()
-    yield master_end, worker_end
-    master_end.close()
-    worker_end.close()
-
-
 def test_messages_keep_their_boundaries(ends):
     master_end, worker_end = ends
     assert channel.send(worker_end, {"kind": "metrics", "n": 1})

@@ -1,0 +1,111 @@
+"""spice-glib (the library behind remote-viewer) driven from Python through PyGObject.
+
+``connect`` opens a SPICE session the way remote-viewer does (TLS port,
+password, CA, optional host subject and HTTP proxy), opens every channel
+the server lists, and runs GLib's main loop until the display channel
+reports its primary surface, an error ends the session, or time runs out.
+
+spice-glib's Session and Channel shadow GObject's ``connect``: signals are
+hooked with ``GObject.Object.connect`` and sessions/channels opened with
+``SpiceClientGLib.Session.connect`` / ``SpiceClientGLib.Channel.connect``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import gi
+
+gi.require_version("SpiceClientGLib", "2.0")
+from gi.repository import GLib, GObject, SpiceClientGLib  # noqa: E402
+
+CHANNEL_NAMES = {1: "main", 2: "display", 3: "inputs", 4: "cursor", 5: "playback", 6: "record", 9: "usbredir",
+                 10: "port", 11: "webdav", 8: "smartcard"}
+
+
+@dataclass
+class Outcome:
+    """What one session saw."""
+
+    opened: List[str] = field(default_factory=list)
+    """Channel names, in the order their ``opened`` event came."""
+    events: List[Tuple[str, str]] = field(default_factory=list)
+    """(channel name, event nick) of every channel event."""
+    primary: Optional[Tuple[int, int]] = None
+    """Width and height of the display's primary surface."""
+
+    @property
+    def errors(self) -> List[Tuple[str, str]]:
+        return [(name, nick) for name, nick in self.events if nick.startswith("error")]
+
+
+def _name(channel: SpiceClientGLib.Channel) -> str:
+    kind = channel.get_property("channel-type")
+    return f"{CHANNEL_NAMES.get(kind, kind)}:{channel.get_property('channel-id')}"
+
+
+def connect(host: str, tls_port: int, password: str, ca_file: Path, *, host_subject: Optional[str] = None,
+            proxy: Optional[str] = None, timeout: float = 20.0,
+            until_opened: Tuple[str, ...] = ("main", "display", "inputs", "cursor")) -> Outcome:
+    """Run a session until it shows its primary surface with ``until_opened`` open, or fails, or times out."""
+    outcome = Outcome()
+    loop = GLib.MainLoop()
+    session = SpiceClientGLib.Session()
+    session.set_property("host", host)
+    session.set_property("tls-port", str(tls_port))
+    session.set_property("password", password)
+    session.set_property("ca-file", str(ca_file))
+    if host_subject is not None:
+        session.set_property("cert-subject", host_subject)
+    if proxy is not None:
+        session.set_property("proxy", proxy)
+    keep: Dict[int, SpiceClientGLib.Channel] = {}
+
+    def done() -> bool:
+        kinds = {name.split(":")[0] for name in outcome.opened}
+        return outcome.primary is not None and all(kind in kinds for kind in until_opened)
+
+    def on_event(channel: SpiceClientGLib.Channel, event: SpiceClientGLib.ChannelEvent) -> None:
+        nick = event.value_nick
+        outcome.events.append((_name(channel), nick))
+        if nick == "opened":
+            outcome.opened.append(_name(channel))
+        if nick.startswith("error") or done():
+            loop.quit()
+
+    def on_primary(channel: SpiceClientGLib.Channel, _format: int, width: int, height: int, *_rest: object) -> None:
+        outcome.primary = (width, height)
+        if done():
+            loop.quit()
+
+    def on_channel(_session: SpiceClientGLib.Session, channel: SpiceClientGLib.Channel) -> None:
+        keep[id(channel)] = channel
+        GObject.Object.connect(channel, "channel-event", on_event)
+        if isinstance(channel, SpiceClientGLib.DisplayChannel):
+            GObject.Object.connect(channel, "display-primary-create", on_primary)
+        if not isinstance(channel, SpiceClientGLib.MainChannel):
+            SpiceClientGLib.Channel.connect(channel)
+
+    timed_out = []
+
+    def time_out() -> bool:
+        timed_out.append(True)
+        loop.quit()
+        return False
+
+    GObject.Object.connect(session, "channel-new", on_channel)
+    timer = GLib.timeout_add(int(timeout * 1000), time_out)
+    try:
+        if not SpiceClientGLib.Session.connect(session):
+            raise RuntimeError("spice_session_connect() refused to start")
+        loop.run()
+    finally:
+        if not timed_out:
+            GLib.source_remove(timer)
+        session.disconnect()
+        context = loop.get_context()
+        while context.pending():
+            context.iteration(False)
+    return outcome
