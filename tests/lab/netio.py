@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-import socket
+from typing import Protocol
 
 
-def recv_exactly(sock: socket.socket, count: int) -> bytes:
+class ByteStream(Protocol):
+    """A socket, a TLS socket, or a websocket seen as one (:class:`lab.wsstream.WsStream`)."""
+
+    def recv(self, size: int) -> bytes: ...
+
+    def sendall(self, data: bytes) -> None: ...
+
+
+def recv_exactly(sock: ByteStream, count: int) -> bytes:
     """Read exactly ``count`` bytes or raise EOFError."""
     data = b""
     while len(data) < count:

@@ -17,9 +17,11 @@ _lock = threading.Lock()
 _handed_out: set[int] = set()
 
 
-def _bindable(host: str, port: int) -> bool:
+def bindable(host: str, port: int) -> bool:
+    """Whether nobody listens on ``host``:``port`` (connections in TIME_WAIT do not count)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
@@ -35,7 +37,7 @@ def free_port(host: str = "127.0.0.1") -> int:
             with socket.socket(family, socket.SOCK_STREAM) as probe:
                 probe.bind((host, 0))
                 port = probe.getsockname()[1]
-            if port not in _handed_out and _bindable(host, port):
+            if port not in _handed_out and bindable(host, port):
                 _handed_out.add(port)
                 return port
     raise RuntimeError(f"no free TCP port found on {host}")
