@@ -70,6 +70,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def run(settings: Settings, check_only: bool) -> int:
     began = time.monotonic()
+    # Ctrl-C stops the demo even when it was started with SIGINT ignored (as a background job, say).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     stack = ExitStack()
     key = teardown.register(stack.close)  # also turns SIGTERM and SIGHUP into KeyboardInterrupt
     try:
