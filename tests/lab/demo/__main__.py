@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .. import teardown
+from ..timings import summary
 from . import report, terminal
 from .addresses import Listen, default_public_host
 from .checks import verify
@@ -77,8 +78,9 @@ def run(settings: Settings, check_only: bool) -> int:
     try:
         demo = bring_up(settings, stack)
         verified = verify(demo)
-        print(report.render(demo, time.monotonic() - began, verified.native_spice_problem, verified.screen),
-              flush=True)
+        up_seconds = time.monotonic() - began
+        log.info("up and checked in %.1f s (%s)", up_seconds, summary())
+        print(report.render(demo, up_seconds, verified.native_spice_problem, verified.screen), flush=True)
         if check_only:
             log.info("check passed; stopping")
             return 0

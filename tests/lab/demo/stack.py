@@ -102,7 +102,7 @@ def bring_up(settings: Settings, stack: ExitStack) -> Demo:
         stack.callback(libvirtd.close)
         libvirtd.start()
 
-    with measure("guest boot"):
+    with measure("guest image, define and boot"):
         factory = GuestFactory(libvirtd, GuestImage(run_dir / "image"), pki, run_dir / "disks", DOMAIN_TYPE)
         stack.callback(factory.cleanup)
         guest = factory(name=GUEST_NAME, persistent=True)
