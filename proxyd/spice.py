@@ -255,6 +255,10 @@ class _Link:
             self._tell_client(refusal)
             self._close_console()
             raise
+        except asyncio.CancelledError:  # the handshake timed out, or the worker is draining
+            self._tell_client(Refusal(Failure.TIMEOUT, 0, "the link took too long"))
+            self._close_console()
+            raise
         except BaseException:
             self._close_console()
             raise

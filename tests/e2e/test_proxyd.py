@@ -15,7 +15,6 @@ import signal
 import socket
 import time
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Dict, Iterator, List
 
 import pytest
@@ -24,7 +23,6 @@ from websockets.sync.client import ClientConnection, connect
 
 from lab.bootsector import BANNER, ENQ
 from lab.consoles import tokens_of
-from lab.guests import Guest
 from lab.polling import within
 from lab.ports import free_port
 from lab.proxyd import Proxyd
@@ -262,18 +260,6 @@ def test_backend_refusing_our_certificate(lab_run_dir, lab_pki, resolver, tokens
 
 # -- failures while sessions run ----------------------------------------------------------------
 
-def qemu_pid(guest: Guest) -> int:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmdline and b"qemu" in cmdline[0] and f"guest={guest.name},".encode() in b" ".join(cmdline):
-                return int(entry.name)
-    raise LookupError(f"no QEMU process for {guest.name}")
-
-
 def test_qemu_killed_mid_session_closes_only_its_session(proxyd, tokens, guests, lab_libvirtd, resolver):
     victim = guests(consoles={"tls-serial"})
     victim_tokens = tokens_of(lab_libvirtd.connection(), victim)
@@ -281,7 +267,7 @@ def test_qemu_killed_mid_session_closes_only_its_session(proxyd, tokens, guests,
     with proxyd.open(tokens["serial1"]) as bystander, proxyd.open(victim_tokens["serial0"]) as doomed:
         echo_through(doomed, b"pre-kill")
         echo_through(bystander, b"by-pre")
-        os.kill(qemu_pid(victim), signal.SIGKILL)
+        os.kill(victim.qemu_pid(), signal.SIGKILL)
         code, reason = close_of(doomed)
         assert code in (1000, 1011) and "console" in reason
         echo_through(bystander, b"by-post")

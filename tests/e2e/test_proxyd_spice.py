@@ -7,20 +7,42 @@ through the one public port.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import socket
 import ssl
 import struct
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
+import libvirt_qemu
 import pytest
 
 from lab import spice_client
+from lab.consoles import console_spec, enable
 from lab.netio import recv_exactly
+from lab.polling import within
 from lab.proxyd import Proxyd
-from lab.spice_link import CHANNEL_DISPLAY, CHANNEL_MAIN, LINK_OK, LINK_PERMISSION_DENIED, authenticate, link
+from lab.spice_link import (
+    CHANNEL_DISPLAY,
+    CHANNEL_MAIN,
+    HEADER,
+    LINK_OK,
+    LINK_PERMISSION_DENIED,
+    authenticate,
+    link,
+    link_message,
+    read_link_reply,
+)
 
 GUEST_SCREEN = (720, 400)
+LINK_ERROR = 1
+LINK_INVALID_DATA = 3
+LINK_VERSION_MISMATCH = 4
+LINK_BAD_CONNECTION_ID = 8
+EXPIRE_NOW = '{"execute": "expire_password", "arguments": {"protocol": "spice", "time": "now"}}'
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +89,121 @@ def main_session(sock: ssl.SSLSocket, token: str) -> int:
     msg_type, size = struct.unpack("<HI", recv_exactly(sock, 6))
     assert msg_type == 103 and size >= 32
     return struct.unpack_from("<I", recv_exactly(sock, size))[0]
+
+
+def linked(sock: ssl.SSLSocket, token: str, channel_type: int, connection_id: int, channel_id: int = 0) -> int:
+    """Link a channel of a session; QEMU's and the proxy's verdict (0 is OK)."""
+    reply = link(sock, channel_type, channel_id, connection_id)
+    if reply.error != LINK_OK:
+        return reply.error
+    return authenticate(sock, reply, token)
+
+
+def closed(sock: ssl.SSLSocket, timeout: float = 10) -> bool:
+    """True once the proxy closed ``sock`` (whatever QEMU sent before)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except (ConnectionError, ssl.SSLError):
+        pass
+    return True
+
+
+@pytest.fixture(scope="module")
+def once_guest(guests, lab_libvirtd, resolver, tokens):
+    """A guest whose SPICE token works for one session only."""
+    guest = guests(name="px-once", consoles={"spice", "serial"})
+    indexed = resolver.metric("resolverd_index_tokens")
+    token, = enable(lab_libvirtd.connection(), guest, console_spec("spice", once=True))
+    within(10, lambda: resolver.metric("resolverd_index_tokens") > indexed)  # a look-up would claim it
+    return guest, token
+
+
+def test_one_time_token_one_session_whose_channels_open_late(proxyd, once_guest):
+    _, token = once_guest
+    with tls_to(proxyd) as main:
+        session = main_session(main, token)
+        with tls_to(proxyd) as again:
+            assert linked(again, token, CHANNEL_MAIN, 0) == LINK_PERMISSION_DENIED
+        time.sleep(1)
+        with tls_to(proxyd) as display:
+            assert linked(display, token, CHANNEL_DISPLAY, session) == LINK_OK
+            with tls_to(proxyd) as intruder:
+                assert linked(intruder, token + "x", CHANNEL_DISPLAY, session) == LINK_PERMISSION_DENIED
+            main.close()
+            assert closed(display)  # closing main ended the session's other channels
+    with tls_to(proxyd) as late:
+        assert linked(late, token, CHANNEL_DISPLAY, session) == LINK_BAD_CONNECTION_ID
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+def error_reply(proxy: Proxyd, data: bytes) -> int:
+    """Send ``data`` as a link's first bytes; the error of the whole SpiceLinkReply that comes back."""
+    with tls_to(proxy) as sock:
+        sock.sendall(data)
+        reply = read_link_reply(sock)
+        assert (reply.pub_key, reply.common_caps) == (bytes(162), [])
+        assert closed(sock)
+        return reply.error
+
+
+def ticket_result(proxy: Proxyd, ticket: bytes) -> int:
+    """Link main and send ``ticket`` as the 128 encrypted bytes; the u32 result."""
+    with tls_to(proxy) as sock:
+        assert link(sock, CHANNEL_MAIN).error == LINK_OK
+        sock.sendall(struct.pack("<I", 1) + ticket)
+        return struct.unpack("<I", recv_exactly(sock, 4))[0]
+
+
+def test_bad_links_get_their_error_one_log_line_each_and_other_sessions_go_on(lab_run_dir, lab_pki, resolver, tokens,
+                                                                              guests, lab_libvirtd):
+    proxy = Proxyd(lab_run_dir, lab_pki, resolver, "--handshake-timeout", "2", workers=1).start()
+    hung = guests(consoles={"spice", "serial"})
+    hung_token, = enable(lab_libvirtd.connection(), hung, console_spec("spice"))
+    within(10, lambda: resolver.status(hung_token) == 200)
+    try:
+        with tls_to(proxy) as bystander:
+            session = main_session(bystander, tokens["spice"])
+            mess = link_message(CHANNEL_MAIN)
+            body = mess[HEADER.size:]
+            assert error_reply(proxy, HEADER.pack(b"REDQ", 3, 2, len(body)) + body) == LINK_VERSION_MISMATCH
+            assert error_reply(proxy, HEADER.pack(b"REDQ", 2, 2, 5000)) == LINK_INVALID_DATA
+            caps_past = struct.pack("<IBBIII", 0, 1, 0, 5, 0, 18)
+            assert error_reply(proxy, HEADER.pack(b"REDQ", 2, 2, len(caps_past)) + caps_past) == LINK_INVALID_DATA
+            assert error_reply(proxy, mess[:20]) == LINK_ERROR  # truncated: nothing more before the time-out
+            assert error_reply(proxy, link_message(CHANNEL_DISPLAY, connection_id=0x0BAD)) == LINK_BAD_CONNECTION_ID
+            with tls_to(proxy) as sock:  # QEMU just closes on a display it does not have
+                sock.sendall(link_message(CHANNEL_DISPLAY, channel_id=7, connection_id=session))
+                assert read_link_reply(sock).error == LINK_ERROR
+            assert ticket_result(proxy, os.urandom(128)) == LINK_PERMISSION_DENIED  # does not decrypt
+            with tls_to(proxy) as sock:
+                assert linked(sock, tokens["spice"] + "x", CHANNEL_MAIN, 0) == LINK_PERMISSION_DENIED
+            libvirt_qemu.qemuMonitorCommand(hung.domain, EXPIRE_NOW, 0)  # QEMU now refuses the real password
+            with tls_to(proxy) as sock:
+                assert linked(sock, hung_token, CHANNEL_MAIN, 0) == LINK_PERMISSION_DENIED
+            os.kill(hung.qemu_pid(), signal.SIGSTOP)
+            try:
+                with tls_to(proxy) as sock:
+                    assert linked(sock, hung_token, CHANNEL_MAIN, 0) == LINK_ERROR
+            finally:
+                os.kill(hung.qemu_pid(), signal.SIGCONT)
+            with tls_to(proxy) as display:  # the session opened first still opens channels
+                assert linked(display, tokens["spice"], CHANNEL_DISPLAY, session) == LINK_OK
+        log = proxy.log_text()
+        refused = re.findall(r"refused client=\S+ reason=(\w+)", log)
+        assert refused == ["client_protocol", "client_protocol", "client_protocol", "timeout", "unknown_session",
+                           "backend_protocol", "client_protocol", "unknown_token", "backend_protocol", "timeout"]
+        assert "SPICE server 127.0.0.1:" in log and ": backend refused the link after the ticket: PERMISSION_DENIED" in log
+        assert "Traceback" not in log and tokens["spice"] not in log and hung_token not in log
+        # Two failed tickets and an unknown session so far: the fifth failure bars the address.
+        for guess in ("guess-1", "guess-2"):
+            with tls_to(proxy) as sock:
+                assert linked(sock, guess, CHANNEL_MAIN, 0) == LINK_PERMISSION_DENIED
+        with tls_to(proxy) as sock:
+            assert linked(sock, tokens["spice"], CHANNEL_MAIN, 0) == LINK_PERMISSION_DENIED
+        assert proxy.log_text().rstrip().splitlines()[-1].endswith("reason=rate_limited detail='too many failed "
+                                                                   "attempts; try again in 30 s'")
+    finally:
+        proxy.stop()

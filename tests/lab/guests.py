@@ -144,6 +144,18 @@ class Guest:
         else:
             raise ValueError(f"{self.name} has no serial console to wait on")
 
+    def qemu_pid(self) -> int:
+        """The pid of the guest's QEMU process (to stop or kill it behind libvirt's back)."""
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if cmdline and b"qemu" in cmdline[0] and f"guest={self.name},".encode() in b" ".join(cmdline):
+                    return int(entry.name)
+        raise LookupError(f"no QEMU process for {self.name}")
+
     # -- life cycle -----------------------------------------------------
 
     def start(self, wait: bool = True, timeout: float = 60.0) -> None:
