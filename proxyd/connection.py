@@ -1,6 +1,8 @@
 """One accepted connection on the public port, from its first byte to an open session or a refusal.
 
-1. Peek at the first bytes (nothing is consumed): a TLS ClientHello, or a
+1. Peek at the first bytes (nothing is consumed): a TLS ClientHello, a
+   clear-text ``CONNECT`` (remote-viewer's proxy=: the token is in its
+   credentials or host; 200, then TLS and SPICE inside the tunnel), or a
    clear-text ``GET`` when the port runs with --listen-insecure.
 2. TLS, then the first application bytes name the front: ``GET`` is a
    websocket upgrade, ``REDQ`` a native SPICE channel (proxyd.spice: the
@@ -29,7 +31,15 @@ from websockets.protocol import CONNECTING, OPEN
 
 from proxyd.backends import Outbound, open_console
 from proxyd.metrics import Failure, WorkerMetrics
+from proxyd.protocol.errors import ProtocolError
 from proxyd.protocol.front_sniffer import MAX_PEEK, Front, FrontDetected, FrontSniffer, UnknownFront
+from proxyd.protocol.http_connect import (
+    MAX_REQUEST_SIZE,
+    ConnectRequestParser,
+    established_reply,
+    refusal_for,
+    refusal_reply,
+)
 from proxyd.protocol.spice_link import TicketKey
 from proxyd.ratelimit import FailedAttempts
 from proxyd.refusal import Refusal
@@ -132,8 +142,12 @@ class Connection:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         front = await self._peek_front()
+        if front is Front.HTTP_CONNECT:
+            token = await self._connect_request()
+            await self._spice(await self._tls_front({Front.SPICE_LINK}), token)
+            return
         if front is Front.TLS:
-            leg = await self._tls_front()
+            leg = await self._tls_front({Front.HTTP_GET, Front.SPICE_LINK})
         else:
             leg = WebSocketLeg()
             self.transport, _ = await loop.connect_accepted_socket(lambda: leg, self.sock)
@@ -144,7 +158,7 @@ class Connection:
         await self._websocket(leg)
 
     async def _peek_front(self) -> Front:
-        allowed = {Front.TLS} if self.shared.public_context is not None else {Front.HTTP_GET}
+        allowed = {Front.TLS, Front.HTTP_CONNECT} if self.shared.public_context is not None else {Front.HTTP_GET}
         sniffer = FrontSniffer(allowed)
         seen = 0
         while True:
@@ -190,12 +204,46 @@ class Connection:
         except OSError:
             pass
 
-    async def _tls_front(self) -> Union[WebSocketLeg, StreamLeg]:
+    async def _connect_request(self) -> str:
+        """Read the CONNECT request, answer 200 (or an HTTP error); the token it carries."""
+        loop = asyncio.get_running_loop()
+        parser = ConnectRequestParser()
+        request = None
+        while request is None:
+            try:
+                data = await loop.sock_recv(self.sock, MAX_REQUEST_SIZE)
+            except OSError as exc:
+                raise Refusal(Failure.CLIENT_GONE, 0, "connection lost", str(exc)) from None
+            if not data:
+                raise Refusal(Failure.CLIENT_GONE, 0, "closed during the CONNECT request")
+            try:
+                request = parser.receive_data(data)
+            except ProtocolError as exc:
+                await self._send_plain(refusal_for(exc))
+                raise Refusal(Failure.CLIENT_PROTOCOL, 0, "bad CONNECT request", f"{exc} ({exc.reason})") from None
+        if request.remaining:
+            await self._send_plain(refusal_reply(400))
+            raise Refusal(Failure.CLIENT_PROTOCOL, 0, "bad CONNECT request", "data before the 200 reply")
+        try:
+            self._check_brake()
+        except Refusal:
+            await self._send_plain(refusal_reply(403))
+            raise
+        await self._send_plain(established_reply())
+        return request.token
+
+    async def _send_plain(self, data: bytes) -> None:
+        try:
+            await asyncio.get_running_loop().sock_sendall(self.sock, data)
+        except OSError as exc:
+            raise Refusal(Failure.CLIENT_GONE, 0, "connection lost", str(exc)) from None
+
+    async def _tls_front(self, allowed: Set[Front]) -> Union[WebSocketLeg, StreamLeg]:
         loop = asyncio.get_running_loop()
         remaining = self.shared.handshake_timeout - (time.monotonic() - self.started)
         try:
             transport, first = await loop.connect_accepted_socket(
-                lambda: _FirstBytes({Front.HTTP_GET, Front.SPICE_LINK}), self.sock, ssl=self.shared.public_context,
+                lambda: _FirstBytes(allowed), self.sock, ssl=self.shared.public_context,
                 ssl_handshake_timeout=max(remaining, 0.1))
         except (ssl.SSLError, OSError, asyncio.TimeoutError) as exc:
             raise Refusal(Failure.TLS, 0, "TLS handshake failed", f"TLS handshake failed: {exc}") from None

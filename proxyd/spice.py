@@ -37,7 +37,7 @@ import asyncio
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Awaitable, Callable, List, Optional
+from typing import Awaitable, Callable, List, Optional, TypeVar
 
 from proxyd.backends import Outbound, connect_console
 from proxyd.metrics import Failure
@@ -74,6 +74,8 @@ from proxyd.spice_directory import DirectoryUnavailable, Joinable, SessionDirect
 log = logging.getLogger(__name__)
 
 INBOX_LIMIT = 256 * 1024
+
+T = TypeVar("T")
 
 # Why the proxy turned a link down -> what the SPICE client is told.
 LINK_ERRORS = {
@@ -271,15 +273,16 @@ class _Link:
             common, channel = reply_first_caps(message)
             announced = common
             token = await self._ticket(self._reply(common, channel))
+            console = await self._resolve(token)
         else:
             token = self.token
-        console = await self._resolve(token)
+            console = await self._after_ticket(message, self._resolve(token))
         backend_message = to_backend(message, 0)
         reply = await self._link_backend(console, backend_message)
         if announced is None:
             common, channel = mirror_reply_caps(message, reply)
             announced = common
-            self._same_token(await self._ticket(self._reply(common, channel)), token)
+            await self._same_token(await self._ticket(self._reply(common, channel)), token)
         mini_header = self._header_mode(message, backend_message, announced, reply)
         linked = await self._backend_linked()
         remaining = self._complete()
@@ -301,13 +304,13 @@ class _Link:
     async def _secondary(self, message: LinkMess) -> Channel:
         joinable = await self._joinable(message.connection_id)
         if self.token is not None:
-            self._same_token(self.token, joinable)
+            await self._after_ticket(message, self._same_token(self.token, joinable))
         backend_message = to_backend(message, joinable.qemu_id)
         reply = await self._link_backend(joinable.console, backend_message)
         common, channel = mirror_reply_caps(message, reply)
         self._header_mode(message, backend_message, common, reply)
         ticket = await self._ticket(self._reply(common, channel))
-        self._same_token(ticket, joinable)
+        await self._same_token(ticket, joinable)
         await self._backend_linked()
         remaining = self._complete()
         assert self.console_in is not None and self.console_leg is not None
@@ -335,7 +338,20 @@ class _Link:
                           f"connection id {session:08x} names no live session")
         return joinable
 
-    def _same_token(self, ticket: str, expected: "str | Joinable") -> None:
+    async def _after_ticket(self, message: LinkMess, check: Awaitable[T]) -> T:
+        """``check``'s result; if it denies access, the client hears so after its ticket.
+
+        spice-gtk reports a PERMISSION_DENIED link reply as a link error,
+        and only the result after the ticket as an authentication error.
+        """
+        try:
+            return await check
+        except Refusal as refusal:
+            if LINK_ERRORS.get(refusal.failure) is LinkError.PERMISSION_DENIED:
+                await self._ticket(self._reply(*reply_first_caps(message)))
+            raise
+
+    async def _same_token(self, ticket: str, expected: "str | Joinable") -> None:
         same = expected.opened_by(ticket) if isinstance(expected, Joinable) else _equal(ticket, expected)
         if not same:
             self.access.failed()

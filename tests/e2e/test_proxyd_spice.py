@@ -52,8 +52,8 @@ def proxyd(lab_run_dir, lab_pki, resolver) -> Iterator[Proxyd]:
     server.stop()
 
 
-def remote_viewer(proxy: Proxyd, password: str, **options) -> spice_client.Outcome:
-    return spice_client.connect("localhost", proxy.port, password, proxy.pki.ca_cert, **options)
+def remote_viewer(server: Proxyd, password: str, **options) -> spice_client.Outcome:
+    return spice_client.connect("localhost", server.port, password, server.pki.ca_cert, **options)
 
 
 def test_spice_glib_opens_every_channel_and_the_guests_screen(proxyd, tokens, guest):
@@ -70,6 +70,38 @@ def test_a_wrong_token_is_an_auth_error(proxyd, tokens):
     outcome = remote_viewer(proxyd, tokens["spice"][:-1] + "x")
     assert outcome.errors == [("main:0", "error-auth")]
     assert outcome.opened == []
+
+
+def test_spice_glib_through_http_connect_with_the_token_as_proxy_credentials(proxyd, tokens):
+    token = tokens["spice"]
+    outcome = remote_viewer(proxyd, token, proxy=f"http://tenant:{token}@127.0.0.1:{proxyd.port}")
+    assert outcome.errors == []
+    assert {"main:0", "display:0", "inputs:0", "cursor:0"} <= set(outcome.opened)
+    assert outcome.primary == GUEST_SCREEN
+
+
+def connect_request(proxy: Proxyd, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(request)
+        return sock.recv(4096)
+
+
+def test_connect_tunnel_carries_spice_with_the_token_as_host(proxyd, tokens):
+    token = tokens["spice"]
+    with socket.create_connection(("127.0.0.1", proxyd.port), timeout=10) as raw:
+        raw.sendall(f"CONNECT {token}:5901 HTTP/1.0\r\nHost: {token}:5901\r\n\r\n".encode())
+        assert recv_exactly(raw, 39) == b"HTTP/1.1 200 Connection established\r\n\r\n"
+        with proxyd.tls.wrap_socket(raw, server_hostname="localhost") as sock:
+            assert main_session(sock, token) != 0
+    assert connect_request(proxyd, b"CONNECT nohost HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert connect_request(proxyd, b"CONNECT h:1 HTTP/1.1\r\nProxy-Authorization: Bearer x\r\n\r\n").startswith(
+        b"HTTP/1.1 407 Proxy Authentication Required\r\n")
+
+
+def test_spice_glib_through_http_connect_with_a_wrong_token_is_an_auth_error(proxyd, tokens):
+    wrong = tokens["spice"][:-1] + "x"
+    outcome = remote_viewer(proxyd, wrong, proxy=f"http://tenant:{wrong}@127.0.0.1:{proxyd.port}")
+    assert outcome.errors == [("main:0", "error-auth")]
 
 
 # -- the link, byte by byte -----------------------------------------------------------------------
