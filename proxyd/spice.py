@@ -133,10 +133,10 @@ class Channel:
 class MainRelay:
     """QEMU -> client bytes of a main channel: MAIN_INIT gets the proxy's session id, migration messages go."""
 
-    def __init__(self, tenant: Leg, mini_header: bool, where: str) -> None:
+    def __init__(self, to_client: Callable[[bytes], None], mini_header: bool, where: str) -> None:
         self._filter = MainChannelFilter(mini_header=mini_header)
         self._mini_header = mini_header
-        self._tenant = tenant
+        self._to_client = to_client
         self._where = where
         self._held: List[bytes] = []
         self.init: Optional[MainInit] = None
@@ -167,7 +167,7 @@ class MainRelay:
         assert self.init is not None
         self.session = session
         held, self._held = self._held, []
-        self._tenant.send(self._rewritten(self.init) + b"".join(held))
+        self._to_client(self._rewritten(self.init) + b"".join(held))
 
     def _rewritten(self, init: MainInit) -> bytes:
         assert self.session is not None
@@ -177,7 +177,7 @@ class MainRelay:
         if self.init is not None and self.session is None:
             self._held.append(data)
         else:
-            self._tenant.send(data)
+            self._to_client(data)
 
 
 class _Inbox:
@@ -286,7 +286,7 @@ class _Link:
         mini_header = self._header_mode(message, backend_message, announced, reply)
         linked = await self._backend_linked()
         remaining = self._complete()
-        relay = MainRelay(self.tenant, mini_header, console.address)
+        relay = MainRelay(self.tenant.send, mini_header, console.address)
         relay.feed(linked.remaining)
         assert self.console_in is not None and self.console_leg is not None
         while relay.init is None:
