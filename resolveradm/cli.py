@@ -2,16 +2,18 @@
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable, NoReturn, Optional, Sequence
 
 import libvirt
 
 from resolverd import config, logs
 from resolverd.metadata import CONSOLE_TYPES, valid_host
-from resolveradm import access, domains, errors, pki, report
+from resolveradm import access, domains, errors, pki, report, vv
 from resolveradm.errors import AdmError
 from resolveradm.expiry import expiry_argument
 from resolveradm.urls import proxy_url_argument
+from resolverd.settings import address
 
 PROG = "resolveradm"
 DEFAULT_URI = "qemu:///system"
@@ -79,6 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the new tokens stop working then (as for enable; never removes an expiry); "
                              "without it the expiry stays as it was")
 
+    viewer = command("vv", "write a remote-viewer file (.vv) that opens DOMAIN's SPICE console through proxyd "
+                           "(it holds the token: written 0600, deleted by remote-viewer once read)", _vv)
+    viewer.add_argument("domain", metavar="DOMAIN")
+    viewer.add_argument("--proxy", type=_proxy_address, metavar="HOST:PORT",
+                        help="proxyd's public host and port (default: those of --proxy-url)")
+    viewer.add_argument("--connect-proxy", action="store_true",
+                        help="remote-viewer reaches proxyd through HTTP CONNECT (its proxy= setting, the token as "
+                             "the proxy password), for networks that only let an HTTP proxy out")
+    viewer.add_argument("--index", type=_ordinal, default=0, metavar="N", help="the SPICE console's number "
+                                                                                "(default: %(default)s)")
+    viewer.add_argument("--ca", type=Path, default=pki.DEFAULT_DIR / "ca-cert.pem", metavar="FILE",
+                        help="CA of proxyd's public certificate, written into the file (default: %(default)s)")
+    viewer.add_argument("--proxy-cert", type=Path, default=pki.DEFAULT_DIR / "proxyd-cert.pem", metavar="FILE",
+                        help="proxyd's public certificate, whose subject remote-viewer checks "
+                             "(default: %(default)s)")
+    viewer.add_argument("-o", "--output", type=Path, metavar="FILE", help="where to write (default: standard output)")
+
     certificates = command("pki", "make the CA and the certificates the daemons and QEMU need "
                                   "(never overwrites a file)", pki.run, with_connection=False)
     pki.add_arguments(certificates)
@@ -122,6 +141,24 @@ def _rotate(args: argparse.Namespace) -> int:
         connection, domain, args.console_type, args.index, args.once, args.expires))
 
 
+def _vv(args: argparse.Namespace) -> int:
+    if args.proxy is not None:
+        proxy = args.proxy
+    elif args.proxy_url is not None:
+        proxy = (args.proxy_url.host, args.proxy_url.port)
+    else:
+        raise errors.AdmError("give --proxy HOST:PORT (or --proxy-url): where remote-viewer finds proxyd")
+    connection = domains.connect(args.connect)
+    try:
+        outcome = access.show(connection, domains.find(connection, args.domain))
+    finally:
+        connection.close()
+    token = vv.spice_token(outcome.domain.name, outcome.consoles, args.index)
+    ca_pem, subject = vv.read_files(args.ca, args.proxy_cert)
+    vv.write(vv.render(outcome.domain.name, proxy, token, ca_pem, subject, args.connect_proxy), args.output)
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     connection = domains.connect(args.connect)
     try:
@@ -163,6 +200,13 @@ def _ordinal(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a console number (0, 1, ...)")
     return int(text)
+
+
+def _proxy_address(text: str) -> "tuple[str, int]":
+    host, port = address(text)
+    if not valid_host(host) or port == 0:
+        raise argparse.ArgumentTypeError(f"expected proxyd's public HOST:PORT, got {text!r}")
+    return host, port
 
 
 def _host(text: str) -> str:

@@ -13,6 +13,8 @@ import signal
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -25,6 +27,7 @@ from lab.consoles import console_spec, enable
 from lab.netio import recv_exactly
 from lab.polling import within
 from lab.proxyd import Proxyd
+from lab.resolverd import REPO
 from lab.spice_link import (
     CHANNEL_DISPLAY,
     CHANNEL_MAIN,
@@ -239,3 +242,25 @@ def test_bad_links_get_their_error_one_log_line_each_and_other_sessions_go_on(la
                                                                    "attempts; try again in 30 s'")
     finally:
         proxy.stop()
+
+
+# -- remote-viewer files --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("connect_proxy", [False, True], ids=["direct", "connect-proxy"])
+def test_resolveradm_vv_file_opens_the_console(proxyd, tokens, guest, lab_libvirtd, lab_run_dir, connect_proxy):
+    vv_file = lab_run_dir / f"{guest.name}-{connect_proxy}.vv"
+    command = [sys.executable, "-m", "resolveradm", "--config", os.devnull, "-c", lab_libvirtd.uri, "vv",
+               guest.name, "--proxy", f"127.0.0.1:{proxyd.port}", "--ca", str(proxyd.pki.ca_cert),
+               "--proxy-cert", str(proxyd.pki.proxyd_server.cert), "-o", str(vv_file)]
+    if connect_proxy:
+        command.append("--connect-proxy")
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == done.stderr == "", done.stderr
+    assert vv_file.stat().st_mode & 0o777 == 0o600
+    text = vv_file.read_text()
+    assert f"password={tokens['spice']}\n" in text and "delete-this-file=1\n" in text
+    assert ("proxy=http://" in text) == connect_proxy
+    outcome = spice_client.connect_vv(vv_file, lab_run_dir)
+    assert outcome.errors == []
+    assert {"main:0", "display:0", "inputs:0", "cursor:0"} <= set(outcome.opened)
+    assert outcome.primary == GUEST_SCREEN

@@ -12,6 +12,7 @@ hooked with ``GObject.Object.connect`` and sessions/channels opened with
 
 from __future__ import annotations
 
+import configparser
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -109,3 +110,15 @@ def connect(host: str, tls_port: int, password: str, ca_file: Path, *, host_subj
         while context.pending():
             context.iteration(False)
     return outcome
+
+
+def connect_vv(vv_file: Path, work_dir: Path, **options) -> Outcome:
+    """Open the session a remote-viewer file (.vv) describes, reading its keys the way virt-viewer does."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(vv_file.read_text())
+    keys = parser["virt-viewer"]
+    assert keys["type"] == "spice"
+    ca_file = work_dir / f"{vv_file.stem}-ca.pem"
+    ca_file.write_text(keys["ca"].replace("\\n", "\n"))
+    return connect(keys["host"], int(keys["tls-port"]), keys["password"], ca_file,
+                   host_subject=keys.get("host-subject"), proxy=keys.get("proxy"), **options)
