@@ -1,0 +1,761 @@
+#!/usr/bin/env python3
+"""Benchmark proxyd against websockify and a direct TLS connection, on loopback, and print one table.
+
+Run as root from the repository (it starts the test lab's private libvirtd)::
+
+    .venv/bin/python -m pip install -e '.[bench]'     # websockify, for its column
+    .venv/bin/python bench/run.py [--quick] [--workers N] [--targets proxyd,websockify,direct]
+
+What it starts, all on this machine:
+
+- the lab (tests/lab): a throwaway PKI, a private libvirtd and one paused
+  guest with a TLS serial chardev, enabled like ``resolveradm enable`` does;
+  its console's metadata carries ``host=127.0.0.2``, so the live resolverd
+  answers ``127.0.0.2:<the chardev's port>`` for its token;
+- a TLS backend on exactly that address (mutual TLS like QEMU's: the
+  client certificate is checked when one is offered): after a one-byte mode
+  it echoes (``e``), swallows a counted upload (``k``) or streams a counted
+  download (``s``);
+- resolverd (gunicorn, mTLS) watching the private libvirtd: every proxyd
+  session is looked up live;
+- proxyd with its default settings (``--workers`` aside), and websockify
+  (``--ssl-only --ssl-target`` with a TokenFile naming the same backend).
+
+The client speaks websocket itself (binary frames, a fixed mask, the
+upgrade by hand), so the client costs the same for both proxies and about
+as little as a plain TLS client: what differs between the columns is the
+proxy.  Everything shares the machine's CPUs; ``uptime``'s load is
+printed with the table.  ``--quick`` (under two minutes) is for CI.
+"""
+
+import argparse
+import asyncio
+import asyncio.sslproto
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import ssl
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+BACKEND_HOST = "127.0.0.2"  # the guest's chardev listens on 127.0.0.1:PORT, the backend on this:PORT
+CHUNK = 64 * 1024
+COUNT = struct.Struct("!Q")
+ECHO, SINK, SOURCE = b"e", b"k", b"s"
+WEBSOCKIFY_HINT = "websockify is not installed: .venv/bin/python -m pip install -e '.[bench]'"
+
+
+def raise_file_limit(wanted: int = 65536) -> None:
+    """Children inherit it: 10,000 channels are 10,000 descriptors here, 20,000 in proxyd, 10,000 in the backend."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(wanted, soft), max(wanted, hard)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# -- the backend (a subprocess) ------------------------------------------------------------------
+
+class Backend(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.mode: Optional[bytes] = None
+        self.head = b""
+        self.remaining = 0
+        self.counting = False
+        self.to_send = 0
+        self.paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.set_write_buffer_limits(high=4 * CHUNK, low=CHUNK)
+
+    def data_received(self, data: bytes) -> None:
+        if self.mode is None:
+            self.mode, data = data[:1], data[1:]
+        if self.mode == ECHO:
+            if data:
+                self.transport.write(data)
+            return
+        if not self.counting:
+            self.head += data
+            if len(self.head) < COUNT.size:
+                return
+            (size,), data, self.head = COUNT.unpack(self.head[:COUNT.size]), self.head[COUNT.size:], b""
+            self.counting = True
+            if self.mode == SOURCE:
+                self.to_send = size
+                self.counting = False
+                self._stream()
+                return
+            self.remaining = size
+        self.remaining -= len(data)
+        if self.remaining <= 0:
+            self.counting = False
+            self.transport.write(b"received")
+
+    _block = b"\0" * CHUNK
+
+    def _stream(self) -> None:
+        while self.to_send > 0 and not self.paused:
+            size = min(self.to_send, CHUNK)
+            self.transport.write(self._block[:size])
+            self.to_send -= size
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._stream()
+
+
+def serve_backend(host: str, port: int, cert: str, key: str, ca: str) -> None:
+    raise_file_limit()
+    asyncio.sslproto.SSLProtocol.max_size = 32 * 1024  # 10,000 channels: keep the backend's own memory sane
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    context.load_verify_locations(ca)
+    context.verify_mode = ssl.CERT_OPTIONAL  # proxyd and the direct client offer one; websockify cannot
+    # websockify's --ssl-target selects on the raw socket, then makes a blocking SSL read: a TLS 1.3 session
+    # ticket arriving alone wakes it up with no application data, and it blocks there for good.
+    context.num_tickets = 0
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Backend, host, port, ssl=context, backlog=4096)
+        print("ready", flush=True)
+        async with server:
+            await server.serve_forever()
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    asyncio.run(main())
+
+
+# -- the client: plain TLS, or websocket over TLS -------------------------------------------------
+
+MASK = b"\x00\x00\x00\x00"  # a fixed key: the server still unmasks every byte, the client need not mask
+
+
+def ws_frame(data: bytes, opcode: int = 0x2) -> bytes:
+    size = len(data)
+    if size < 126:
+        return bytes((0x80 | opcode, 0x80 | size)) + MASK
+    if size < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 0xFE, size) + MASK
+    return struct.pack("!BBQ", 0x80 | opcode, 0xFF, size) + MASK
+
+
+class Closed(ConnectionError):
+    pass
+
+
+class Conn(asyncio.Protocol):
+    """One client connection; with ``websocket`` its payload travels in binary frames (pings answered)."""
+
+    def __init__(self, websocket: bool) -> None:
+        self.websocket = websocket
+        self.upgraded = not websocket
+        self.raw = bytearray()  # websocket bytes not parsed yet
+        self.data = bytearray()  # payload received
+        self.waiter: "Optional[asyncio.Future[None]]" = None
+        self.want = 0
+        self.drained: "Optional[asyncio.Future[None]]" = None
+        self.error: Optional[Exception] = None
+        self.transport: Optional[asyncio.Transport] = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if not self.websocket:
+            self.data += data
+        else:
+            self.raw += data
+            self._parse()
+        if self.waiter is not None and (len(self.data) >= self.want or self.error) and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def _parse(self) -> None:
+        raw = self.raw
+        if not self.upgraded:
+            end = raw.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(raw[:end]).split(b"\r\n", 1)[0]
+            del raw[:end + 4]
+            if b" 101 " not in status + b" ":
+                self.error = Closed(f"upgrade refused: {status.decode(errors='replace')}")
+                return
+            self.upgraded = True
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(None)
+        while len(raw) >= 2:
+            first, second = raw[0], raw[1]
+            size, at = second & 0x7F, 2
+            if size == 126:
+                if len(raw) < 4:
+                    return
+                size, at = int.from_bytes(raw[2:4], "big"), 4
+            elif size == 127:
+                if len(raw) < 10:
+                    return
+                size, at = int.from_bytes(raw[2:10], "big"), 10
+            if len(raw) < at + size:
+                return
+            opcode = first & 0x0F
+            if opcode in (0x0, 0x1, 0x2):
+                self.data += raw[at:at + size]
+            elif opcode == 0x8:
+                code = int.from_bytes(raw[at:at + 2], "big") if size >= 2 else None
+                self.error = Closed(f"closed by the proxy: {code} {bytes(raw[at + 2:at + size]).decode(errors='replace')}")
+            elif opcode == 0x9 and self.transport is not None:
+                self.transport.write(ws_frame(bytes(raw[at:at + size]), 0xA) + bytes(raw[at:at + size]))
+            del raw[:at + size]
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.error = self.error or Closed(f"connection lost: {exc}" if exc else "connection closed")
+        for future in (self.waiter, self.drained):
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.drained = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
+        self.drained = None
+
+    # the client's side
+    async def _wait(self, size: int) -> None:
+        while len(self.data) < size:
+            if self.error is not None:
+                raise self.error
+            self.want = size
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+            self.waiter = None
+
+    async def upgrade(self, path: str, host: str) -> None:
+        assert self.transport is not None
+        self.transport.write(
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Protocol: binary\r\n\r\n".encode())
+        while not self.upgraded:  # RFC 6455: no frame before the 101
+            if self.error is not None:
+                raise self.error
+            self.want = 1 << 62
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+            self.waiter = None
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        if self.websocket:
+            self.transport.write(ws_frame(data) + data)
+        else:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.drained is not None:
+            await self.drained
+        if self.error is not None:
+            raise self.error
+
+    async def exact(self, size: int) -> bytes:
+        await self._wait(size)
+        out = bytes(self.data[:size])
+        del self.data[:size]
+        return out
+
+    async def discard(self, size: int) -> None:
+        """Receive ``size`` bytes and forget them."""
+        while size > 0:
+            if not self.data:
+                await self._wait(1)
+            taken = min(size, len(self.data))
+            del self.data[:taken]
+            size -= taken
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+# -- what is measured: proxyd, websockify, direct -------------------------------------------------
+
+@dataclass
+class Target:
+    name: str
+    host: str
+    port: int
+    websocket: bool
+    context: ssl.SSLContext
+    server_hostname: str
+    path: str = ""
+    process: Optional[subprocess.Popen] = None
+    per_channel_limit: int = 10 ** 9  # websockify forks a process per connection
+    notes: List[str] = field(default_factory=list)
+
+    async def open(self, mode: bytes) -> Conn:
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(lambda: Conn(self.websocket), self.host, self.port, ssl=self.context,
+                                               server_hostname=self.server_hostname)
+        if self.websocket:
+            await conn.upgrade(self.path, f"{self.server_hostname}:{self.port}")
+        conn.send(mode)
+        return conn
+
+    async def ready(self, mode: bytes = ECHO) -> Conn:
+        """A channel that has proved both ways work (the first echo came back)."""
+        conn = await self.open(mode)
+        if mode == ECHO:
+            conn.send(b"x")
+            assert await conn.exact(1) == b"x"
+        return conn
+
+    def processes(self) -> List[psutil.Process]:
+        if self.process is None:
+            return []
+        try:
+            main = psutil.Process(self.process.pid)
+            return [main] + main.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def cpu(self) -> float:
+        """CPU seconds of the server's processes so far, reaped children included."""
+        total = 0.0
+        for index, process in enumerate(self.processes()):
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system + (times.children_user + times.children_system if index == 0 else 0)
+        return total
+
+    def pss(self) -> int:
+        total = 0
+        for process in self.processes():
+            try:
+                total += process.memory_full_info().pss
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+
+async def upload(target: Target, size: int) -> float:
+    conn = await target.ready(SINK)
+    block = b"\1" * CHUNK
+    started = time.perf_counter()
+    conn.send(COUNT.pack(size))
+    for offset in range(0, size, CHUNK):
+        conn.send(block if size - offset >= CHUNK else block[:size - offset])
+        await conn.drain()
+    assert await conn.exact(8) == b"received"
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return size / elapsed / 1e6
+
+
+async def download(target: Target, size: int) -> float:
+    conn = await target.ready(SOURCE)
+    started = time.perf_counter()
+    conn.send(COUNT.pack(size))
+    await conn.discard(size)
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return size / elapsed / 1e6
+
+
+async def aggregate(target: Target, run: Callable, streams: int, size: int) -> float:
+    started = time.perf_counter()
+    await asyncio.gather(*(run(target, size // streams) for _ in range(streams)))
+    return size / (time.perf_counter() - started) / 1e6
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def latency(target: Target, sessions: int, seconds: float, interval: float) -> Tuple[float, float, int]:
+    """Round trips of 64-byte messages: one session back to back, or many each sending every ``interval``."""
+    conns = []
+    for start in range(0, sessions, 50):
+        conns += await asyncio.gather(*(target.ready() for _ in range(min(50, sessions - start))))
+    message = b"p" * 64
+    times: List[float] = []
+
+    async def pinger(conn: Conn) -> None:
+        deadline = time.perf_counter() + seconds
+        if interval:
+            await asyncio.sleep(random.random() * interval)
+        while time.perf_counter() < deadline:
+            began = time.perf_counter()
+            conn.send(message)
+            await conn.exact(64)
+            took = time.perf_counter() - began
+            times.append(took)
+            if interval:
+                await asyncio.sleep(max(0.0, interval - took))
+
+    await asyncio.sleep(0.2)
+    await asyncio.gather(*(pinger(conn) for conn in conns))
+    for conn in conns:
+        conn.close()
+    return percentile(times, 0.5) * 1e6, percentile(times, 0.99) * 1e6, len(times)
+
+
+async def new_sessions(target: Target, seconds: float, concurrency: int) -> Tuple[float, float, float, float]:
+    """Open, one echo, close, by ``concurrency`` clients; sessions/s, set-up p50 and p99 (ms), server CPU ms each."""
+    setups: List[float] = []
+    failures: List[str] = []
+    deadline = time.perf_counter() + seconds
+
+    async def one_after_another() -> None:
+        while time.perf_counter() < deadline:
+            began = time.perf_counter()
+            try:
+                conn = await target.ready()
+            except (ConnectionError, ssl.SSLError, OSError) as exc:
+                failures.append(str(exc))
+                await asyncio.sleep(0.01)
+                continue
+            setups.append(time.perf_counter() - began)
+            conn.close()
+
+    cpu = target.cpu()
+    began = time.perf_counter()
+    await asyncio.gather(*(one_after_another() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    await asyncio.sleep(0.5)  # closes done, children reaped
+    cpu_each = (target.cpu() - cpu) / max(1, len(setups)) * 1e3
+    if failures:
+        target.notes.append(f"{len(failures)} failed set-ups, e.g. {failures[0]}")
+    return len(setups) / elapsed, percentile(setups, 0.5) * 1e3, percentile(setups, 0.99) * 1e3, cpu_each
+
+
+async def idle_channels(target: Target, channels: int) -> Tuple[float, float]:
+    """PSS of the server with ``channels`` open idle channels: total (MiB) and per channel (KiB)."""
+    asyncio.sslproto.SSLProtocol.max_size = 16 * 1024  # the client's own buffers, not the server's
+    before = target.pss()
+    conns: List[Conn] = []
+    try:
+        for start in range(0, channels, 100):
+            opened = await asyncio.gather(*(target.ready() for _ in range(min(100, channels - start))),
+                                          return_exceptions=True)
+            errors = [o for o in opened if isinstance(o, BaseException)]
+            conns += [o for o in opened if isinstance(o, Conn)]
+            if errors:
+                raise RuntimeError(f"{target.name}: {len(errors)} of {channels} channels failed to open "
+                                   f"after {len(conns)}: {errors[0]!r}")
+        await asyncio.sleep(1.0)
+        after = target.pss()
+    finally:
+        for conn in conns:
+            conn.close()
+        asyncio.sslproto.SSLProtocol.max_size = CHUNK
+    await asyncio.sleep(2.0 + channels / 5000)
+    return (after - before) / 2 ** 20, (after - before) / channels / 1024
+
+
+# -- setting it all up --------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.stack: List[Callable[[], None]] = []
+
+    def start(self) -> Dict[str, Target]:
+        import libvirt
+
+        from lab import teardown
+        from lab.account import lab_account
+        from lab.consoles import console_spec, enable
+        from lab.guests import GuestFactory, GuestImage
+        from lab.libvirtd import PrivateLibvirtd
+        from lab.pki import Pki
+        from lab.proxyd import Proxyd
+        from lab.resolverd import Resolverd
+        from lab.rundir import make_run_dir, reap_stale_runs
+        from resolverd import metadata, tls
+
+        self.teardown = teardown
+        account = lab_account()
+        reap_stale_runs(account.uid)
+        run_dir = self.run_dir = make_run_dir()
+        teardown.register(lambda: shutil.rmtree(run_dir, ignore_errors=True))
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        pki = Pki(run_dir / "pki", group=account.gid)
+        daemon = PrivateLibvirtd(run_dir / "libvirt", account, pki.qemu_dir)
+        teardown.register(daemon.close)
+        daemon.start()
+        kind = os.environ.get("VCP_LAB_DOMAIN_TYPE") or daemon.domain_type()
+        factory = GuestFactory(daemon, GuestImage(run_dir / "image"), pki, run_dir / "disks", kind)
+        teardown.register(factory.cleanup)
+        guest = factory(consoles={"tls-serial"}, wait=False)
+        guest.domain.suspend()  # QEMU keeps its ports; the CPUs are left to the benchmark
+        ordinal = next(n for kind_, n, device in metadata.consoles_of(guest.xml())
+                       if kind_ == "serial" and device.get("type") == "tcp")
+        (token,) = enable(daemon.connection(), guest, console_spec("serial", ordinal, host=BACKEND_HOST))
+        port = guest.tls_serial_port
+        assert port is not None
+
+        backend_pair = pki.issue("bench-backend", server=True, sans=(BACKEND_HOST,))
+        backend = subprocess.Popen([sys.executable, __file__, "--serve-backend", f"{BACKEND_HOST}:{port}",
+                                    str(backend_pair.cert), str(backend_pair.key), str(pki.ca_cert)],
+                                   stdout=subprocess.PIPE, text=True, start_new_session=True)
+        teardown.register(lambda: backend.poll() is None and (backend.kill(), backend.wait()))
+        assert backend.stdout is not None and backend.stdout.readline().strip() == "ready"
+
+        resolver = Resolverd(run_dir, pki, [daemon.uri], log_level="info")
+        teardown.register(resolver.stop)
+        resolver.start()
+        answer = resolver.lookup(token)
+        assert answer.status_code == 200 and answer.json()["address"] == f"{BACKEND_HOST}:{port}", answer.text
+        self.resolver = resolver
+
+        client_tls = tls.client_context(pki.ca_cert)
+        targets: Dict[str, Target] = {}
+        wanted = self.args.targets
+        if "proxyd" in wanted:
+            proxy = Proxyd(run_dir, pki, resolver, "--log-level", "info", workers=self.args.workers).start()
+            teardown.register(proxy.kill)
+            targets["proxyd"] = Target("proxyd", "127.0.0.1", proxy.port, True, client_tls, "localhost",
+                                       f"/websockify?token={token}", proxy.process)
+        if "websockify" in wanted:
+            command = shutil.which("websockify", path=str(Path(sys.executable).parent)) or shutil.which("websockify")
+            if command is None:
+                print(WEBSOCKIFY_HINT, file=sys.stderr)
+            else:
+                targets["websockify"] = self._websockify(command, run_dir, pki, token, port, client_tls)
+        if "direct" in wanted:
+            direct_tls = tls.client_context(pki.ca_cert, pki.proxyd_qemu_client.cert, pki.proxyd_qemu_client.key)
+            targets["direct"] = Target("direct", BACKEND_HOST, port, False, direct_tls, BACKEND_HOST)
+        return targets
+
+    def _websockify(self, command: str, run_dir: Path, pki, token: str, port: int,
+                    client_tls: ssl.SSLContext) -> Target:
+        from lab.ports import free_port
+        tokens = run_dir / "websockify-tokens"
+        tokens.write_text(f"{token}: {BACKEND_HOST}:{port}\n")
+        listen = free_port()
+        environment = dict(os.environ, SSL_CERT_FILE=str(pki.ca_cert))  # --ssl-target verifies with the defaults
+        environment.pop("SSL_CERT_DIR", None)
+        with open(run_dir / "websockify.log", "ab") as log:
+            process = subprocess.Popen(
+                [command, "--cert", str(pki.proxyd_server.cert), "--key", str(pki.proxyd_server.key), "--ssl-only",
+                 "--ssl-target", "--token-plugin", "TokenFile", "--token-source", str(tokens),
+                 f"127.0.0.1:{listen}"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=environment,
+                start_new_session=True)
+        self.teardown.register(lambda: process.poll() is None and (os.killpg(process.pid, signal.SIGKILL),
+                                                                  process.wait()))
+        deadline = time.monotonic() + 20
+        while not any(c.laddr.port == listen for c in psutil.Process(process.pid).net_connections("tcp")
+                      if c.status == psutil.CONN_LISTEN):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"websockify did not start: {(run_dir / 'websockify.log').read_text()[-2000:]}")
+            time.sleep(0.05)
+        return Target("websockify", "127.0.0.1", listen, True, client_tls, "localhost", f"/websockify?token={token}",
+                      process, per_channel_limit=self.args.websockify_channels)
+
+    def close(self) -> None:
+        if hasattr(self, "teardown"):
+            self.teardown.run_all()
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+class Table:
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+        self.rows: List[Tuple[str, Dict[str, str], str]] = []
+
+    def add(self, measure: str, values: Dict[str, str], note: str = "") -> None:
+        self.rows.append((measure, values, note))
+        print(f"  {measure}: " + ", ".join(f"{k} {v}" for k, v in values.items()) + (f"  ({note})" if note else ""),
+              file=sys.stderr, flush=True)
+
+    def render(self) -> str:
+        width = max(len(row[0]) for row in self.rows) + 1
+        head = f"{'measure':{width}}" + "".join(f"{name:>12}" for name in self.names) + "  ratios / notes"
+        lines = [head, "-" * len(head)]
+        for measure, values, note in self.rows:
+            lines.append(f"{measure:{width}}" + "".join(f"{values.get(name, ''):>12}" for name in self.names)
+                         + (f"  {note}" if note else ""))
+        return "\n".join(lines)
+
+
+def ratios(values: Dict[str, Optional[float]]) -> str:
+    proxy = values.get("proxyd")
+    if not proxy:
+        return ""
+    return ", ".join(f"proxyd/{other} {proxy / values[other]:.0%}" for other in ("direct", "websockify")
+                     if values.get(other))
+
+
+def cells(values: Dict[str, Optional[float]], spec: str) -> Dict[str, str]:
+    return {name: "failed" if value is None else format(value, spec) for name, value in values.items()}
+
+
+async def guarded(target: Target, what: str, work: Awaitable, seconds: float) -> Optional[Any]:
+    """The result, or None with a note on the target when it fails or takes longer than ``seconds``."""
+    try:
+        return await asyncio.wait_for(work, seconds)
+    except (asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError, RuntimeError, AssertionError) as exc:
+        target.notes.append(f"{what}: {type(exc).__name__}: {str(exc) or 'no answer in time'}")
+        return None
+
+
+async def measure(targets: Dict[str, Target], args: argparse.Namespace) -> Table:
+    quick = args.quick
+    table = Table(list(targets))
+    sections = args.sections
+    names = list(targets)
+    limit = 30 if quick else 300
+
+    if "throughput" in sections:
+        size = (32 if quick else 256) * 2 ** 20
+        cpu: Dict[str, float] = {}
+        for label, run in (("client->backend", upload), ("backend->client", download)):
+            values = {}
+            for name in names:
+                before = targets[name].cpu()
+                values[name] = await guarded(targets[name], f"1 stream {label}", run(targets[name], size), limit)
+                await asyncio.sleep(0.3)
+                cpu[name] = cpu.get(name, 0.0) + targets[name].cpu() - before
+            table.add(f"1 stream {label} (MB/s)", cells(values, ".0f"), ratios(values))
+        per_gb: Dict[str, Optional[float]] = {name: cpu[name] / (2 * size / 1e9) for name in names if name != "direct"}
+        table.add("server CPU s per GB relayed", cells(per_gb, ".2f"),
+                  "single streams, both ways" + (f"; websockify/proxyd {per_gb['websockify'] / per_gb['proxyd']:.1f}x"
+                                                 if per_gb.get("websockify") and per_gb.get("proxyd") else ""))
+
+    if "aggregate" in sections:
+        size = (64 if quick else 512) * 2 ** 20
+        for label, run in (("client->backend", upload), ("backend->client", download)):
+            values = {name: await guarded(targets[name], f"{args.streams} streams {label}",
+                                          aggregate(targets[name], run, args.streams, size), limit)
+                      for name in names}
+            table.add(f"{args.streams} streams {label} (MB/s)", cells(values, ".0f"), ratios(values))
+
+    if "latency" in sections:
+        for sessions, interval in ((1, 0.0), (args.active, args.interval / 1000)):
+            seconds = (2 if quick else 10) if sessions == 1 else (3 if quick else 15)
+            what = "1 session, back to back" if sessions == 1 else \
+                f"{sessions} sessions, each every {args.interval:g} ms"
+            results = {name: await guarded(targets[name], f"RTT {what}",
+                                           latency(targets[name], sessions, seconds, interval), limit)
+                       for name in names}
+            for index, label in ((0, "p50"), (1, "p99")):
+                values = {name: None if result is None else result[index] for name, result in results.items()}
+                direct = values.get("direct")
+                note = ", ".join(f"{name} +{values[name] - direct:.0f}" for name in names
+                                 if name != "direct" and values[name] is not None) + " us added" if direct else ""
+                table.add(f"RTT 64 B {label}, {what} (us)", cells(values, ".0f"), note)
+
+    if "sessions" in sections:
+        seconds = 4 if quick else 15
+        results = {name: await guarded(targets[name], "new sessions",
+                                       new_sessions(targets[name], seconds, args.concurrency), limit)
+                   for name in names}
+        column = {index: {name: None if r is None else r[index] for name, r in results.items()} for index in range(4)}
+        table.add("new sessions per second", cells(column[0], ".0f"),
+                  f"{args.concurrency} clients in a loop; {ratios(column[0])}")
+        table.add("session set-up p50 (ms)", cells(column[1], ".1f"))
+        table.add("session set-up p99 (ms)", cells(column[2], ".1f"))
+        table.add("server CPU per session (ms)", cells({k: v for k, v in column[3].items() if k != "direct"}, ".2f"))
+
+    if "memory" in sections:
+        for channels in args.channels:
+            totals: Dict[str, Optional[float]] = {}
+            each: Dict[str, Optional[float]] = {}
+            for name in names:
+                if name == "direct":
+                    continue
+                count = min(channels, targets[name].per_channel_limit)
+                result = await guarded(targets[name], f"{count} idle channels", idle_channels(targets[name], count),
+                                       limit + count / 20)
+                totals[name], each[name] = (None, None) if result is None else result
+                if count != channels:
+                    targets[name].notes.append(f"idle-channel memory measured with {count} channels, not "
+                                               f"{channels} (a process per connection)")
+            table.add(f"PSS, {channels} idle channels (MiB)", cells(totals, ".0f"))
+            table.add("  per channel (KiB)", cells(each, ".0f"), ratios(each) if each.get("websockify") else "")
+    return table
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller runs: the whole benchmark in under 2 minutes")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="proxyd --workers (its default)")
+    parser.add_argument("--targets", default="proxyd,websockify,direct", type=lambda s: s.split(","),
+                        help="columns (default: %(default)s)")
+    parser.add_argument("--sections", default="throughput,aggregate,latency,sessions,memory",
+                        type=lambda s: s.split(","), help="what to measure (default: %(default)s)")
+    parser.add_argument("--streams", type=int, default=100, help="concurrent streams for the aggregate")
+    parser.add_argument("--active", type=int, default=100, help="active sessions for the second latency run")
+    parser.add_argument("--interval", type=float, default=20.0,
+                        help="ms between one active session's messages (default: %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=16, help="clients opening sessions in a loop")
+    parser.add_argument("--channels", type=lambda s: [int(n) for n in s.split(",")], default=None,
+                        help="idle channels to hold open for the memory figures (default: 2000,10000; "
+                             "--quick: 500,2000)")
+    parser.add_argument("--websockify-channels", type=int, default=None,
+                        help="at most this many idle websockify channels (each is a process; default 500, "
+                             "--quick 100)")
+    parser.add_argument("--serve-backend", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_backend:
+        where, cert, key, ca = args.serve_backend
+        host, port = where.rsplit(":", 1)
+        serve_backend(host, int(port), cert, key, ca)
+        return 0
+    if args.channels is None:
+        args.channels = [500, 2000] if args.quick else [2000, 10000]
+    if args.websockify_channels is None:
+        args.websockify_channels = 100 if args.quick else 500
+    if os.geteuid() != 0:
+        parser.error("run as root: the lab starts a private libvirtd under its own account")
+    raise_file_limit()
+    asyncio.sslproto.SSLProtocol.max_size = CHUNK
+    bench = Bench(args)
+    began = time.monotonic()
+    try:
+        targets = bench.start()
+        load_before = os.getloadavg()
+        table = asyncio.run(measure(targets, args))
+        load_after = os.getloadavg()
+    finally:
+        bench.close()
+    print(table.render())
+    for target in targets.values():
+        for note in target.notes:
+            print(f"note: {target.name}: {note}")
+    if "websockify" in args.targets and "websockify" not in targets:
+        print(f"note: {WEBSOCKIFY_HINT}")
+    print(f"machine: {os.cpu_count()} CPUs shared by client, backend, resolverd and the proxy; load average "
+          f"{' '.join(f'{v:.2f}' for v in load_before)} before, {' '.join(f'{v:.2f}' for v in load_after)} after; "
+          f"proxyd --workers {args.workers}; {time.monotonic() - began:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
