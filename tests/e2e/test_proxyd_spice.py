@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from typing import Iterator, List
 
 import libvirt_qemu
@@ -173,6 +174,38 @@ def test_one_time_token_one_session_whose_channels_open_late(proxyd, once_guest)
             assert closed(display)  # closing main ended the session's other channels
     with tls_to(proxyd) as late:
         assert linked(late, token, CHANNEL_DISPLAY, session) == LINK_BAD_CONNECTION_ID
+
+
+def test_expiring_token_opens_no_session_after_its_deadline_but_its_session_keeps_opening_channels(
+        proxyd, guests, lab_libvirtd, resolver):
+    guest = guests(consoles={"spice", "serial"})
+    deadline = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=4)
+    token, = enable(lab_libvirtd.connection(), guest, console_spec("spice", expires=deadline))
+    within(10, lambda: resolver.status(token) == 200)
+    with tls_to(proxyd) as main:
+        session = main_session(main, token)
+        time.sleep(max(0.0, (deadline - datetime.now(timezone.utc)).total_seconds()) + 0.5)
+        with tls_to(proxyd) as display:
+            assert linked(display, token, CHANNEL_DISPLAY, session) == LINK_OK
+        with tls_to(proxyd) as again:
+            assert linked(again, token, CHANNEL_MAIN, 0) == LINK_PERMISSION_DENIED
+
+
+def test_a_dead_workers_sessions_are_forgotten(lab_run_dir, lab_pki, resolver, tokens):
+    proxy = Proxyd(lab_run_dir, lab_pki, resolver, workers=1).start()
+    try:
+        with tls_to(proxy) as main:
+            session = main_session(main, tokens["spice"])
+            victim, = proxy.worker_pids()
+            os.kill(victim, signal.SIGKILL)
+            assert closed(main)
+        within(10, lambda: len(proxy.worker_pids()) == 1 and victim not in proxy.worker_pids())
+        within(10, lambda: proxy.healthy())
+        with tls_to(proxy) as display:
+            assert linked(display, tokens["spice"], CHANNEL_DISPLAY, session) == LINK_BAD_CONNECTION_ID
+        within(5, lambda: refusals(proxy) == ["unknown_session"])  # the master's answer, not QEMU's
+    finally:
+        proxy.stop()
 
 
 # -- bad input ------------------------------------------------------------------------------------
