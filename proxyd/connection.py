@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Set, Union
 
 from websockets.frames import CloseCode
-from websockets.protocol import CONNECTING, OPEN
+from websockets.protocol import CLOSED, CLOSING, CONNECTING, OPEN
 
 from proxyd.backends import Outbound, open_console
 from proxyd.metrics import Failure, WorkerMetrics
@@ -322,10 +322,24 @@ class Connection:
             raise Refusal(Failure.NO_TOKEN, CloseCode.POLICY_VIOLATION, str(exc)) from None
         self._check_brake()
         console = await self._resolve(token)
+        self._tenant_still_open(leg)
         console_leg = await open_console(console, self.shared.outbound, leg)
+        try:
+            self._tenant_still_open(leg)
+        except Refusal:
+            console_leg.close()
+            raise
         session = Session(leg, console_leg, console, self.peer, self.shared.metrics, self.shared.sessions.discard)
         self.shared.sessions.add(session)
         session.start(token_ref(token))
+
+    @staticmethod
+    def _tenant_still_open(leg: WebSocketLeg) -> None:
+        """A tenant that closed or broke the websocket meanwhile gets no console connection (nor holds one)."""
+        if leg.ws.state is not OPEN:
+            sent, received = leg.ws.close_sent, leg.ws.close_rcvd
+            raise Refusal(Failure.CLIENT_GONE, 0, "tenant left",
+                          f"websocket closing before the session opened: sent {sent}, received {received}")
 
     def _check_brake(self) -> None:
         attempts = self.shared.failed_attempts
@@ -362,6 +376,8 @@ class Connection:
             client.respond(client.reject(408, "Timed out waiting for the upgrade request.\n"))
         elif refusal.failure is Failure.TLS:
             self._abort()
+        elif client is not None and client.ws.state in (CLOSING, CLOSED):
+            pass  # its closing handshake (or the linger after failing it) is under way and ends the connection
         elif self.transport is not None:
             self.transport.close()  # after what was written, e.g. an HTTP error
         else:

@@ -8,6 +8,13 @@ transport and turns messages into console payload:
   binary messages, passed on frame by frame; a text message is refused;
 - ``base64`` framing: each message (text or binary) is base64, decoded when
   complete; what goes back to the tenant is base64 in text messages.
+
+When the library fails the connection (an oversized or malformed frame) the
+tenant may still be sending: closing at once would make the kernel (or, on
+TLS, OpenSSL's "application data after close notify") reset the connection,
+and the tenant could lose the close frame that says why.  So the leg lingers
+as web servers do: it reads and drops what still comes until the tenant
+closes or goes quiet for LINGER_QUIET, at most CLOSE_TIMEOUT, then closes.
 """
 
 import asyncio
@@ -32,6 +39,7 @@ _LIBRARY_LOG.setLevel(logging.WARNING)
 MAX_MESSAGE = 1024 * 1024
 MAX_REASON = 123  # a close frame's payload is at most 125 bytes, two of them the code
 CLOSE_TIMEOUT = 5.0
+LINGER_QUIET = 1.0  # after failing: close once the tenant has sent nothing for this long
 
 
 class HandshakeFailed(Exception):
@@ -60,6 +68,10 @@ class WebSocketLeg(Leg):
         self._first_bytes = first_bytes
         self._close_timer: Optional[asyncio.TimerHandle] = None
         self._closing_reported = False
+        self._linger_timer: Optional[asyncio.TimerHandle] = None
+        self._linger_since = 0.0
+        self._linger_last = 0.0
+        self._eof = False
 
     # -- opening handshake
 
@@ -113,8 +125,9 @@ class WebSocketLeg(Leg):
             self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.abort)
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
-        if self._close_timer is not None:
-            self._close_timer.cancel()
+        for timer in (self._close_timer, self._linger_timer):
+            if timer is not None:
+                timer.cancel()
         if not self._request.done():
             self._request.set_exception(HandshakeFailed("the connection closed before the upgrade request"))
         if self.ws.state is not CLOSED:
@@ -122,6 +135,9 @@ class WebSocketLeg(Leg):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._linger_timer is not None:
+            self._linger_last = time.monotonic()  # the library would discard it anyway
+            return
         ws = self.ws
         ws.receive_data(data)
         if ws.state is CONNECTING or not self._request.done():
@@ -137,6 +153,7 @@ class WebSocketLeg(Leg):
             self._closing()
 
     def eof_received(self) -> Optional[bool]:
+        self._eof = True
         self.ws.receive_eof()
         self._flush()
         return False
@@ -200,6 +217,24 @@ class WebSocketLeg(Leg):
         for data in self.ws.data_to_send():
             if data:
                 transport.write(data)
-            elif not transport.is_closing():
+            elif transport.is_closing() or self._linger_timer is not None:
+                pass
+            elif self.ws.close_sent is not None and self.ws.close_rcvd is None and not self._eof:
+                self._linger()
+            else:
                 transport.close()
+
+    def _linger(self) -> None:
+        """We failed the connection and the tenant may still be sending: drop its bytes a while, then close."""
+        self._linger_since = self._linger_last = time.monotonic()
+        self.resume_reading()  # whatever paused it (a full hold buffer, a slow console) no longer matters
+        self._linger_timer = asyncio.get_running_loop().call_later(LINGER_QUIET, self._linger_check)
+
+    def _linger_check(self) -> None:
+        now = time.monotonic()
+        quiet_at = self._linger_last + LINGER_QUIET
+        if now >= quiet_at or now - self._linger_since >= CLOSE_TIMEOUT:
+            self.close()
+        else:
+            self._linger_timer = asyncio.get_running_loop().call_later(quiet_at - now, self._linger_check)
 

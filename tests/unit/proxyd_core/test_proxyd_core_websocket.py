@@ -8,6 +8,7 @@ from typing import Awaitable, Callable, List, Optional
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as sync_connect
 
 from proxyd.websocket import MAX_MESSAGE, HandshakeFailed, WebSocketLeg
 
@@ -102,6 +103,20 @@ def test_bad_messages_close_with_a_code(subprotocols, message, code):
             assert closed.value.rcvd.code == code
     server = run(tenant)
     assert server.received == [] and server.closing[0][0] == code
+
+
+def test_a_tenant_still_sending_an_oversized_message_gets_the_close_frame():
+    """The leg fails the connection at the frame header; 32 MiB more follow, more than socket buffers hold."""
+    async def tenant(server: Server, uri: str) -> None:
+        def blocking_client() -> int:
+            with sync_connect(uri, max_size=None, close_timeout=10) as ws:
+                ws.send(b"x" * (32 << 20))  # a reset connection would fail this send
+                with pytest.raises(ConnectionClosed) as closed:
+                    ws.recv(timeout=10)
+            return closed.value.rcvd.code
+        assert await asyncio.get_running_loop().run_in_executor(None, blocking_client) == 1009
+    server = run(tenant)
+    assert server.received == [] and server.closing[0][0] == 1009
 
 
 def test_close_with_reason_reaches_the_tenant():
