@@ -24,7 +24,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
             sys.exit(1)
     admin_socket = listeners.pop()
-    sys.exit(Master(checked, contexts, listeners, admin_socket).run())
+    sys.exit(Master(sys.argv[1:] if argv is None else argv, checked, contexts, listeners, admin_socket).run())
 
 
 if __name__ == "__main__":

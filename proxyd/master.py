@@ -13,6 +13,13 @@ its sessions are lost, the other workers' are not.  SIGTERM or SIGINT
 drains: the master stops listening, tells every worker to drain, waits for
 them (grace period plus a margin, then SIGKILL) and exits.
 
+SIGHUP reloads (proxyd.reload): the master re-reads the config file and
+the TLS files; when they are usable it keeps them for the workers it forks
+from then on and sends each running worker SIGHUP, upon which the worker
+re-reads them too and builds its contexts anew: new connections use the
+new certificates, open sessions go on untouched.  When they are not, it
+logs why and everything keeps running as it was.
+
 Each worker has a channel (proxyd.channel) to the master.  It carries
 metrics snapshots, and the requests and answers of the SPICE session table
 (proxyd.spice_sessions), which lives here because the channels of one
@@ -28,13 +35,14 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
-from proxyd import admin, channel, spice_sessions
+from proxyd import admin, channel, reload, spice_sessions
 from proxyd.metrics import Aggregate, valid_snapshot
 from proxyd.settings import Contexts, Settings
 from proxyd.worker import Worker
-from resolverd import sdnotify
+from resolverd import logs, sdnotify
+from resolverd.config import ConfigError
 from resolverd.settings import Address
 
 log = logging.getLogger(__name__)
@@ -73,8 +81,10 @@ def raise_file_limit() -> None:
 
 
 class Master:
-    def __init__(self, settings: Settings, contexts: Contexts, listeners: List[socket.socket],
+    def __init__(self, argv: Sequence[str], settings: Settings, contexts: Contexts, listeners: List[socket.socket],
                  admin_socket: socket.socket) -> None:
+        """``argv``: the command line ``settings`` came from, read again (with the config file) on SIGHUP."""
+        self._argv = list(argv)
         self._settings = settings
         self._contexts = contexts
         self._listeners = listeners
@@ -95,6 +105,7 @@ class Master:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._drain)
         loop.add_signal_handler(signal.SIGCHLD, self._reap)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
         server = await admin.serve(admin.AdminServer(self._render_metrics, self._health), self._admin_socket)
         for slot in self._slots:
             self._spawn(slot)
@@ -116,10 +127,13 @@ class Master:
         if threading.active_count() != 1:
             raise RuntimeError("refusing to fork: the master runs threads")
         master_end, worker_end = channel.pair()
+        # A reload's SIGHUP must wait until the new worker handles it (Worker unblocks it then).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
         pid = os.fork()
         if pid == 0:
             master_end.close()
             self._become_worker(worker_end)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         worker_end.close()
         slot.pid, slot.link, slot.started = pid, master_end, time.monotonic()
         asyncio.get_running_loop().add_reader(master_end.fileno(), self._from_worker, slot)
@@ -130,13 +144,13 @@ class Master:
         code = 1
         try:
             signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
                 signal.signal(signum, signal.SIG_DFL)
             self._admin_socket.close()
             for other in self._slots:
                 if other.link is not None:
                     other.link.close()
-            code = Worker(self._settings, self._contexts, self._listeners, link).run()
+            code = Worker(self._argv, self._settings, self._contexts, self._listeners, link).run()
         except BaseException:
             log.exception("worker failed")
         finally:
@@ -213,6 +227,28 @@ class Master:
             for slot in self._slots:
                 if slot.link is not None:
                     channel.send(slot.link, spice_sessions.ended(session))
+
+    # -- reloading
+
+    def _reload(self) -> None:
+        if self._draining:
+            return
+        sdnotify.reloading("re-reading the configuration and certificates")
+        try:
+            reloaded = reload.reread(self._argv, self._settings)
+        except ConfigError as exc:
+            log.error("reload failed; the running configuration and certificates stay in use: %s", exc)
+            sdnotify.ready(f"{self._alive()} workers; the last reload failed: {exc}")
+            return
+        for name in reloaded.kept:
+            log.warning("reload: %s changed, which takes a restart; keeping the running value", name)
+        self._settings, self._contexts = reloaded.settings, reloaded.contexts
+        logs.set_level(reloaded.settings.log_level)
+        for slot in self._slots:
+            if slot.pid:
+                _signal(slot.pid, signal.SIGHUP)
+        log.info("reloaded: new connections get the re-read configuration and certificates; open sessions go on")
+        sdnotify.ready(f"{self._alive()} workers")
 
     # -- draining
 

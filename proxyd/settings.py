@@ -68,10 +68,10 @@ def origin(text: str) -> str:
     return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(exit_on_error: bool = True) -> argparse.ArgumentParser:
     parser = config.new_parser(
         PROG, "Public console proxy: tenants open SPICE, VNC and serial consoles through one TLS port with a "
-              "token that resolverd resolves; proxyd reaches QEMU over mutually authenticated TLS.")
+              "token that resolverd resolves; proxyd reaches QEMU over mutually authenticated TLS.", exit_on_error)
     add = parser.add_argument
     add("--listen", type=address, action="append", metavar="ADDR:PORT",
         help="public address (TLS, websocket, HTTP CONNECT and SPICE on one port); repeat for several (required)")
@@ -117,9 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def from_args(argv: Optional[Sequence[str]] = None) -> Tuple[Settings, Contexts]:
-    """Parse and check the command line; exits with a usage error naming what is wrong."""
-    parser = build_parser()
+def from_args(argv: Optional[Sequence[str]] = None, exit_on_error: bool = True) -> Tuple[Settings, Contexts]:
+    """Parse and check the command line and the config file, and load every TLS file.
+
+    Exits with a usage error naming what is wrong; with ``exit_on_error=False``
+    (a reload) raises ConfigError instead.
+    """
+    parser = build_parser(exit_on_error)
     ns = config.parse(parser, argv)
     config.require(parser, ns, "listen", "resolver_uri")
     try:

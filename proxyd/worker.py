@@ -6,6 +6,9 @@ workers accept from them.  Once a second the worker sweeps its sessions
 metrics snapshot when something changed.  SIGTERM drains: stop accepting,
 let sessions go on for the grace period, then close the rest with 1001.
 The end of the master's channel means the master is gone: drain too.
+SIGHUP (sent by the master once it checked the new configuration) re-reads
+the configuration and TLS files: connections accepted from then on use
+them; those already open keep what they started with.
 """
 
 import asyncio
@@ -16,7 +19,8 @@ import socket
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Set
+from dataclasses import replace
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 from websockets.frames import CloseCode
 
@@ -26,10 +30,13 @@ from proxyd.connection import Shared, handler
 from proxyd.metrics import TO_CLIENT, TO_CONSOLE, WorkerMetrics
 from proxyd.protocol.spice_link import TicketKey
 from proxyd.ratelimit import FailedAttempts
+from proxyd.reload import reread
 from proxyd.resolver import ResolverClient
 from proxyd.session import Session
 from proxyd.settings import Contexts, Settings
 from proxyd.spice_directory import SessionDirectory
+from resolverd import logs
+from resolverd.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +51,9 @@ SSL_READ_BUFFER = 64 * 1024
 
 
 class Worker:
-    def __init__(self, settings: Settings, contexts: Contexts, listeners: List[socket.socket],
+    def __init__(self, argv: Sequence[str], settings: Settings, contexts: Contexts, listeners: List[socket.socket],
                  link: socket.socket) -> None:
+        self._argv = argv
         self._settings = settings
         self._contexts = contexts
         self._listeners = listeners
@@ -69,19 +77,13 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._stopped = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, self.drain)
-        settings = self._settings
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # blocked since the fork (see Master._spawn)
         executor = ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="resolver")
-        resolver = ResolverClient(settings.resolver_uri, self._contexts.resolver, settings.resolver_connect_timeout,
-                                  settings.resolver_read_timeout)
-        shared = Shared(
-            public_context=self._contexts.public, allowed_origins=settings.allowed_origins,
-            handshake_timeout=settings.handshake_timeout,
-            resolver_timeout=2 * settings.resolver_connect_timeout + 2 * settings.resolver_read_timeout,
-            outbound=Outbound(connect=self._contexts.connect, bridge=self._contexts.resolver,
-                              server_name=settings.connect_server_name, allow_insecure=settings.connect_insecure),
-            resolver=resolver, executor=executor, failed_attempts=FailedAttempts(), metrics=self._metrics,
+        self._shared = Shared(
+            **self._configured(), executor=executor, failed_attempts=FailedAttempts(), metrics=self._metrics,
             sessions=self._sessions, ticket_key=TicketKey.generate(), directory=self._directory)
-        self._start = handler(shared)
+        self._start = handler(self._shared)
         for listener in self._listeners:
             listener.setblocking(False)
             loop.add_reader(listener.fileno(), self._accept, listener)
@@ -93,7 +95,38 @@ class Worker:
             ticker.cancel()
             self._send_snapshot()
             executor.shutdown(wait=False, cancel_futures=True)
-            resolver.close()
+            self._shared.resolver.close()
+
+    def _configured(self) -> Dict[str, Any]:
+        """The parts of Shared that come from the settings and TLS files (what a reload renews)."""
+        settings, contexts = self._settings, self._contexts
+        return dict(
+            public_context=contexts.public, allowed_origins=settings.allowed_origins,
+            handshake_timeout=settings.handshake_timeout,
+            resolver_timeout=2 * settings.resolver_connect_timeout + 2 * settings.resolver_read_timeout,
+            outbound=Outbound(connect=contexts.connect, bridge=contexts.resolver,
+                              server_name=settings.connect_server_name, allow_insecure=settings.connect_insecure),
+            resolver=ResolverClient(settings.resolver_uri, contexts.resolver, settings.resolver_connect_timeout,
+                                    settings.resolver_read_timeout))
+
+    def reload(self) -> None:
+        """Re-read the configuration and TLS files for the connections accepted from now on."""
+        if self._draining:
+            return
+        try:
+            reloaded = reread(self._argv, self._settings)
+        except ConfigError as exc:
+            log.error("reload failed in this worker; it keeps its configuration and certificates: %s", exc)
+            return
+        self._settings, self._contexts = reloaded.settings, reloaded.contexts
+        logs.set_level(reloaded.settings.log_level)
+        # Connections under way keep the Shared they started with; the old resolver client is closed
+        # once their look-ups are over.
+        previous = self._shared
+        self._shared = replace(previous, **self._configured())
+        self._start = handler(self._shared)
+        asyncio.get_running_loop().call_later(previous.resolver_timeout, previous.resolver.close)
+        log.info("reloaded the configuration and certificates")
 
     def _accept(self, listener: socket.socket) -> None:
         for _ in range(ACCEPT_BATCH):

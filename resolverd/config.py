@@ -11,7 +11,7 @@ command line it replaces the file's list rather than extending it.
 import argparse
 import configparser
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, NoReturn, Optional, Sequence
 
 from resolverd import __version__
 
@@ -25,9 +25,21 @@ class ConfigError(Exception):
     """A configuration problem, with a message that names the key or path at fault."""
 
 
-def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """A parser that already knows --config, --log-level and --version."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+class _RaisingParser(argparse.ArgumentParser):
+    """Reports a usage error as ConfigError instead of exiting: a daemon reloading its settings goes on."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def new_parser(prog: str, description: str, exit_on_error: bool = True) -> argparse.ArgumentParser:
+    """A parser that already knows --config, --log-level and --version.
+
+    ``exit_on_error=False``: every usage error (flags, config file, the
+    caller's own ``parser.error``) raises ConfigError instead of exiting.
+    """
+    kind = argparse.ArgumentParser if exit_on_error else _RaisingParser
+    parser = kind(prog=prog, description=description)
     parser.add_argument(
         "--config", metavar="FILE", type=Path,
         help=f"INI file with a [{prog}] section using the flags' names as keys "

@@ -28,7 +28,12 @@ def setup(level: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    set_level(level)
+
+
+def set_level(level: str) -> None:
+    """The least severe level logged from now on (a reload may change it)."""
+    logging.getLogger().setLevel(level.upper())
 
 
 def token_ref(token: str) -> str:

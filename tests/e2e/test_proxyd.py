@@ -243,7 +243,7 @@ def test_resolver_down_or_stalled_is_a_clear_refusal(lab_run_dir, lab_pki, resol
     finally:
         proxy.stop()
     down = Proxyd(lab_run_dir, lab_pki, resolver, workers=1)
-    down.argv[down.argv.index("--resolver-uri") + 1] = f"https://localhost:{free_port()}/consoleresolver"
+    down.set_flag("--resolver-uri", f"https://localhost:{free_port()}/consoleresolver")
     down.start()
     try:
         with down.open(tokens["serial1"]) as ws:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import requests
 from websockets.sync.client import ClientConnection, connect
@@ -47,10 +47,16 @@ class Proxyd:
         self._key: Optional[int] = None
         self.tls = client_context(pki.ca_cert)
 
-    def start(self) -> "Proxyd":
+    def set_flag(self, flag: str, value: str) -> None:
+        """Give ``flag`` (already on the command line) another value, before start()."""
+        self.argv[self.argv.index(flag) + 1] = value
+
+    def start(self, environment: Optional[Dict[str, str]] = None) -> "Proxyd":
+        """``environment``: variables added to this process's (NOTIFY_SOCKET, say)."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+                                            stderr=subprocess.STDOUT, start_new_session=True,
+                                            env=dict(os.environ, **(environment or {})))
         self._key = teardown.register(self.kill)
         deadline = time.monotonic() + 20
         while not self.healthy():

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+
+from lab.notify import NotifySocket
 
 MDWE_EXEC = Path(__file__).with_name("mdwe_exec.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -54,34 +54,6 @@ def _capabilities(settings: Dict[str, List[str]], key: str) -> str:
 
 def _enabled(settings: Dict[str, List[str]], key: str) -> bool:
     return settings.get(key, ["no"])[-1] in ("yes", "true", "on", "1")
-
-
-class NotifySocket:
-    """Where the daemon's sd_notify datagrams arrive (its $NOTIFY_SOCKET)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.bind(str(path))
-        path.chmod(0o777)  # the daemon runs as another user
-        self.received: List[str] = []
-
-    def wait_for(self, assignment: str, timeout: float) -> List[str]:
-        """Every line received until ``assignment`` (e.g. READY=1) arrives; raises TimeoutError."""
-        deadline = time.monotonic() + timeout
-        while assignment not in self.received:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no {assignment} within {timeout} s; received {self.received}")
-            self._socket.settimeout(remaining)
-            try:
-                self.received += self._socket.recv(4096).decode().split("\n")
-            except socket.timeout:
-                continue
-        return self.received
-
-    def close(self) -> None:
-        self._socket.close()
 
 
 class UnitProcess:

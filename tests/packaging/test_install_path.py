@@ -235,9 +235,13 @@ def test_proxyd_reload_keeps_sessions_open(build, site, users, certificates, res
         url = f"wss://localhost:{own.port}/websockify?token={token}"
         with open_console(url, certificates) as session:
             banner_through(session)
+            before = len(own.notify.received)
             own.process.send_signal(signal.SIGHUP)  # systemctl reload: ExecReload=kill -HUP $MAINPID
-            time.sleep(2)
-            assert own.process.poll() is None, f"proxyd died on SIGHUP:\n{own.log_tail()}"
+            try:
+                own.notify.wait_for("READY=1", 30, after=before)
+            finally:
+                assert own.process.poll() is None, f"proxyd died on SIGHUP:\n{own.log_tail()}"
+            assert "RELOADING=1" in own.notify.received[before:]
             assert BANNER in banner_through(session)
         with open_console(url, certificates) as fresh:
             assert BANNER in banner_through(fresh)

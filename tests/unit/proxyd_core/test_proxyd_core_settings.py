@@ -1,7 +1,8 @@
 import pytest
 
 from lab.pki import Pki
-from proxyd import settings
+from proxyd import reload, settings
+from resolverd.config import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +112,48 @@ def test_unreadable_certificate_is_named(pki, capsys, tmp_path):
 def test_key_not_matching_certificate_is_named(pki, capsys):
     argv = full(pki) + ["--tls-key", str(pki.proxyd_qemu_client.key)]
     assert "cannot load certificate" in usage_error(capsys, argv)
+
+
+# -- a reload (SIGHUP) reads the config file and TLS files again --------------------------------
+
+def test_the_config_file_is_read_again_and_restart_only_settings_keep_their_running_values(pki, tmp_path):
+    config = tmp_path / "proxyd.conf"
+    config.write_text("[proxyd]\nworkers = 2\nidle-timeout = 60\n")
+    argv = full(pki) + ["--config", str(config)]
+    running, _ = settings.from_args(argv)
+    config.write_text("[proxyd]\nworkers = 5\nadmin-listen = 127.0.0.1:9999\nidle-timeout = 5\n"
+                      "allowed-origin = https://console.example\nlog-level = debug\n")
+    reloaded = reload.reread(argv, running)
+    assert reloaded.kept == ("admin_listen", "workers")
+    assert (reloaded.settings.workers, reloaded.settings.admin_listen) == (2, running.admin_listen)
+    assert reloaded.settings.idle_timeout == 5 and reloaded.settings.log_level == "debug"
+    assert reloaded.settings.allowed_origins == ("https://console.example",)
+    assert reloaded.contexts.public is not None and reloaded.contexts.connect is not None
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("[proxyd]\nno-such-key = 1\n", "unknown key 'no-such-key'"),
+    ("[proxyd]\nidle-timeout = soon\n", "bad value for 'idle-timeout'"),
+    ("[proxyd]\nlisten-insecure = yes\n", "--listen-insecure contradicts --tls-cert"),
+])
+def test_an_unusable_config_raises_instead_of_exiting(pki, tmp_path, breakage, message):
+    config = tmp_path / "proxyd.conf"
+    config.write_text("[proxyd]\n")
+    argv = full(pki) + ["--config", str(config)]
+    running, _ = settings.from_args(argv)
+    config.write_text(breakage)
+    with pytest.raises(ConfigError, match=message):
+        reload.reread(argv, running)
+
+
+def test_a_certificate_that_no_longer_matches_its_key_raises(pki, tmp_path):
+    config = tmp_path / "proxyd.conf"
+    config.write_text("[proxyd]\n")
+    cert = tmp_path / "cert.pem"
+    cert.write_bytes(pki.proxyd_server.cert.read_bytes())
+    argv = full(pki) + ["--config", str(config)]
+    argv[argv.index("--tls-cert") + 1] = str(cert)
+    running, _ = settings.from_args(argv)
+    cert.write_bytes(pki.issue("renewed-elsewhere").cert.read_bytes())
+    with pytest.raises(ConfigError, match=f"cannot load certificate {cert}"):
+        reload.reread(argv, running)
