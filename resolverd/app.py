@@ -16,6 +16,7 @@ serve the console bridge.
 
 import logging
 import re
+import ssl
 from typing import Optional
 from urllib.parse import unquote
 
@@ -44,9 +45,12 @@ class TokenPathRedactor(logging.Filter):
         return True
 
 
-def create_app(settings: Optional[Settings] = None) -> Flask:
-    """The app; without ``settings`` they come from $RESOLVERD_CONFIG or the default config file."""
-    resolver = Resolver(settings or settings_module.from_config_file())
+def create_app(settings: Optional[Settings] = None, context: Optional[ssl.SSLContext] = None) -> Flask:
+    """The app; without ``settings`` they come from $RESOLVERD_CONFIG or the default config file.
+
+    ``context``: the TLS context of the console bridge, when the caller loaded it already.
+    """
+    resolver = Resolver(settings or settings_module.from_config_file(), context=context)
     app = Flask("resolverd")
     app.logger.addFilter(TokenPathRedactor())
     app.extensions[EXTENSION] = resolver

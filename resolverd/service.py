@@ -7,6 +7,7 @@ hook and the first request may call it.
 
 import logging
 import os
+import ssl
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -45,9 +46,11 @@ class Resolution:
 
 
 class Resolver:
-    def __init__(self, settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
-                 ) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 context: Optional[ssl.SSLContext] = None) -> None:
+        """``context``: the console bridge's TLS context when already loaded (else read from the settings' files)."""
         self._settings = settings
+        self._context = context
         self._clock = clock
         self.index = TokenIndex()
         self.tickets = TicketBook()
@@ -72,9 +75,9 @@ class Resolver:
             bridge_address = None
             if settings.console_listen is not None:
                 assert settings.tls_cert and settings.tls_key and settings.tls_ca
-                self._bridge = ConsoleBridge(
-                    settings.console_listen, tls.server_context(settings.tls_cert, settings.tls_key, settings.tls_ca),
-                    self.tickets, self._connection_for, settings.console_advertise)
+                context = self._context or tls.server_context(settings.tls_cert, settings.tls_key, settings.tls_ca)
+                self._bridge = ConsoleBridge(settings.console_listen, context, self.tickets, self._connection_for,
+                                             settings.console_advertise)
                 self._bridge.start()
                 bridge_address = self._bridge.address
             for uri in settings.connect:

@@ -57,10 +57,10 @@ def _positive(kind: Callable[[str], Number]) -> Callable[[str], Number]:
     return convert
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(exit_on_error: bool = True) -> argparse.ArgumentParser:
     parser = config.new_parser(
         PROG, "Resolve console tokens for proxyd from libvirt domain metadata and secrets, over HTTPS "
-              "with a mandatory client certificate.")
+              "with a mandatory client certificate.", exit_on_error)
     parser.add_argument("--connect", action="append", metavar="URI",
                         help="libvirt URI to watch; repeat for several hypervisors (required)")
     parser.add_argument("--listen", type=address, default=address(DEFAULT_LISTEN), metavar="ADDR:PORT",
@@ -86,9 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def from_args(argv: Optional[Sequence[str]] = None) -> Settings:
-    """Parse and check the command line; exits with a usage error naming what is wrong."""
-    parser = build_parser()
+def from_args(argv: Optional[Sequence[str]] = None, exit_on_error: bool = True) -> Settings:
+    """Parse and check the command line and the config file; exits with a usage error naming what is wrong
+    (with ``exit_on_error=False``, a reload, raises ConfigError instead)."""
+    parser = build_parser(exit_on_error)
     return _checked(parser, config.parse(parser, argv))
 
 

@@ -5,10 +5,8 @@ replace them the way an operator (or certbot) does before
 ``systemctl reload``; its sd_notify messages come to a socket of the test.
 """
 
-import shutil
 import signal
 import socket
-import ssl
 import tempfile
 from pathlib import Path
 from typing import Iterator, List
@@ -18,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 
 from lab.bootsector import BANNER, ENQ
 from lab.notify import NotifySocket
-from lab.pki import CertPair, Pki
+from lab.pki import Pki
 from lab.polling import within
 from lab.proxyd import Proxyd
 from lab.resolverd import Resolverd
@@ -38,12 +36,6 @@ def notify(files: Path) -> Iterator[NotifySocket]:
     receiver = NotifySocket(files / "notify")
     yield receiver
     receiver.close()
-
-
-def install(pair: CertPair, cert: Path, key: Path) -> None:
-    """Put ``pair``'s files where proxyd reads them, as an operator renewing a certificate does."""
-    shutil.copyfile(pair.cert, cert)
-    shutil.copyfile(pair.key, key)
 
 
 def started(proxy: Proxyd, notify: NotifySocket) -> Proxyd:
@@ -73,10 +65,6 @@ def presented(proxy: Proxyd) -> bytes:
     return certificate
 
 
-def der(pair: CertPair) -> bytes:
-    return ssl.PEM_cert_to_DER_cert(pair.cert.read_text())
-
-
 def echo(stream: WsStream, marker: bytes) -> None:
     """The guest's banner for ENQ, then ``marker`` echoed: the session works both ways."""
     stream.sendall(ENQ)
@@ -88,7 +76,7 @@ def echo(stream: WsStream, marker: bytes) -> None:
 def test_a_session_open_across_a_reload_goes_on_and_new_connections_get_the_new_certificate(
         lab_run_dir: Path, lab_pki: Pki, resolver: Resolverd, tokens, files: Path, notify: NotifySocket):
     cert, key, config = files / "public-cert.pem", files / "public-key.pem", files / "proxyd.conf"
-    install(lab_pki.proxyd_server, cert, key)
+    lab_pki.proxyd_server.copy_to(cert, key)
     config.write_text("[proxyd]\n")
     proxy = Proxyd(lab_run_dir, lab_pki, resolver, "--config", str(config), workers=2)
     proxy.set_flag("--tls-cert", str(cert))
@@ -96,19 +84,19 @@ def test_a_session_open_across_a_reload_goes_on_and_new_connections_get_the_new_
     started(proxy, notify)
     try:
         workers = proxy.worker_pids()
-        assert presented(proxy) == der(lab_pki.proxyd_server)
+        assert presented(proxy) == lab_pki.proxyd_server.der
         with pytest.raises(InvalidStatus):  # not yet on the allow-list
             proxy.open(tokens["serial0"], origin="https://console.example")
         with proxy.open(tokens["serial1"]) as ws:
             stream = WsStream(ws)
             echo(stream, b"before")
             renewed = lab_pki.issue("proxyd-renewed")
-            install(renewed, cert, key)
+            renewed.copy_to(cert, key)
             config.write_text("[proxyd]\nallowed-origin = https://console.example\n")
             reload(proxy, notify, workers=2)
             echo(stream, b"after")  # the same session, through the same worker
             for _ in range(8):  # whichever worker accepts: every one presents the renewed certificate
-                assert presented(proxy) == der(renewed)
+                assert presented(proxy) == renewed.der
             with proxy.open(tokens["serial0"], origin="https://console.example") as fresh:  # config re-read
                 echo(WsStream(fresh), b"fresh")
             echo(stream, b"still")
@@ -121,17 +109,17 @@ def test_a_session_open_across_a_reload_goes_on_and_new_connections_get_the_new_
 def test_a_certificate_that_does_not_load_keeps_the_running_one(
         lab_run_dir: Path, lab_pki: Pki, resolver: Resolverd, tokens, files: Path, notify: NotifySocket):
     cert, key = files / "public-cert.pem", files / "public-key.pem"
-    install(lab_pki.proxyd_server, cert, key)
+    lab_pki.proxyd_server.copy_to(cert, key)
     proxy = Proxyd(lab_run_dir, lab_pki, resolver, workers=2)
     proxy.set_flag("--tls-cert", str(cert))
     proxy.set_flag("--tls-key", str(key))
     started(proxy, notify)
     try:
-        install(lab_pki.issue("proxyd-mismatched"), cert, files / "other-key.pem")  # its key is not the one read
+        lab_pki.issue("proxyd-mismatched").copy_to(cert, files / "other-key.pem")  # its key is not the one read
         reload(proxy, notify, workers=2)
         errors: List[str] = [line for line in proxy.log_text().splitlines() if "reload failed" in line]
         assert len(errors) == 1 and "ERROR" in errors[0] and str(cert) in errors[0]
-        assert presented(proxy) == der(lab_pki.proxyd_server)
+        assert presented(proxy) == lab_pki.proxyd_server.der
         assert proxy.healthy()
         with proxy.open(tokens["serial1"]) as ws:
             echo(WsStream(ws), b"kept")
@@ -144,8 +132,8 @@ def test_the_outbound_certificates_are_read_again(
     """Towards resolverd and towards QEMU: a certificate neither accepts at first, the right one after a reload."""
     resolver_cert, resolver_key = files / "resolver-cert.pem", files / "resolver-key.pem"
     qemu_cert, qemu_key = files / "qemu-cert.pem", files / "qemu-key.pem"
-    install(lab_pki.foreign_client, resolver_cert, resolver_key)
-    install(lab_pki.foreign_client, qemu_cert, qemu_key)
+    lab_pki.foreign_client.copy_to(resolver_cert, resolver_key)
+    lab_pki.foreign_client.copy_to(qemu_cert, qemu_key)
     proxy = Proxyd(lab_run_dir, lab_pki, resolver, workers=1)
     for flag, path in (("--resolver-cert", resolver_cert), ("--resolver-key", resolver_key),
                        ("--connect-cert", qemu_cert), ("--connect-key", qemu_key)):
@@ -154,11 +142,11 @@ def test_the_outbound_certificates_are_read_again(
     try:
         with proxy.open(tokens["serial1"]) as ws:
             assert close_of(ws) == (1013, "the console directory is unavailable; try again later")
-        install(lab_pki.proxyd_resolverd_client, resolver_cert, resolver_key)
+        lab_pki.proxyd_resolverd_client.copy_to(resolver_cert, resolver_key)
         reload(proxy, notify, workers=1)
         with proxy.open(tokens["serial1"]) as ws:
             assert close_of(ws) == (1011, "the console refused the connection")
-        install(lab_pki.proxyd_qemu_client, qemu_cert, qemu_key)
+        lab_pki.proxyd_qemu_client.copy_to(qemu_cert, qemu_key)
         reload(proxy, notify, workers=1)
         with proxy.open(tokens["serial1"]) as ws:
             echo(WsStream(ws), b"mtls")

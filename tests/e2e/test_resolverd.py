@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,6 +25,7 @@ import requests
 from lab.consoles import console_spec, enable, secret_of, write_metadata
 from lab.guests import Guest, GuestFactory
 from lab.libvirtd import PrivateLibvirtd
+from lab.notify import NotifySocket
 from lab.pki import CertPair
 from lab.polling import within
 from lab.resolverd import REPO, Resolverd
@@ -323,6 +325,74 @@ def test_a_reload_restarts_the_worker_and_keeps_serving(resolverd, lab_conn, mak
     within(30, lambda: resolverd.lookup(token).status_code == 200)
     assert resolverd.lookup(token).json()["address"] == f"127.0.0.1:{resolverd.bridge_port}"
     assert "Address already in use" not in resolverd.log_text()
+
+
+def test_a_reload_reads_the_config_file_and_the_certificates_again(lab_run_dir, lab_pki, lab_libvirtd, lab_conn,
+                                                                   make_guest):
+    guest = make_guest(consoles={"serial"}, wait=False)
+    (token,) = enable(lab_conn, guest, console_spec("serial", 0))  # a pty: the answer names the bridge
+    files = Path(tempfile.mkdtemp(prefix="reload-", dir=lab_run_dir))
+    cert, key, config = files / "cert.pem", files / "key.pem", files / "resolverd.conf"
+    lab_pki.resolverd_server.copy_to(cert, key)
+    server = Resolverd(lab_run_dir, lab_pki, [lab_libvirtd.uri],
+                       extra_args=["--config", str(config), "--tls-cert", str(cert), "--tls-key", str(key)])
+    config.write_text(f"[resolverd]\nconsole-advertise = 127.0.0.1:{server.bridge_port}\n")
+    notify = NotifySocket(files / "notify")
+    environment = dict(os.environ, NOTIFY_SOCKET=str(notify.path))
+    try:
+        with started(lambda: server.start(environment=environment), server.stop):
+            notify.wait_for("READY=1", 10)  # gunicorn's, at boot
+            within(5, lambda: bridge_address(server, token) == f"127.0.0.1:{server.bridge_port}")
+            assert presented(server, server.port) == presented(server, server.bridge_port) == \
+                lab_pki.resolverd_server.der
+
+            renewed = lab_pki.issue("resolverd-renewed")
+            renewed.copy_to(cert, key)
+            config.write_text(f"[resolverd]\nconsole-advertise = localhost:{server.bridge_port}\n")
+            reload(server, notify)
+            within(30, lambda: bridge_address(server, token) == f"localhost:{server.bridge_port}")
+            assert presented(server, server.port) == presented(server, server.bridge_port) == renewed.der
+
+            lab_pki.issue("resolverd-mismatched").copy_to(cert, files / "other-key.pem")
+            booted = server.log_text().count("Booting worker")
+            reload(server, notify)
+            assert "reload failed; the running configuration and certificates stay in use: cannot load " \
+                   f"certificate {cert}" in server.log_text()
+            assert server.log_text().count("Booting worker") > booted
+            within(30, lambda: bridge_address(server, token) == f"localhost:{server.bridge_port}")
+            assert presented(server, server.port) == presented(server, server.bridge_port) == renewed.der
+    finally:
+        notify.close()
+
+
+def reload(server: Resolverd, notify: NotifySocket) -> None:
+    """SIGHUP like ``systemctl reload``; back once resolverd said RELOADING=1, then READY=1, and the old
+    worker is gone (until then it may still take, and drop, a connection)."""
+    assert server.process is not None
+    before, exited = len(notify.received), server.log_text().count("Worker exiting")
+    server.process.send_signal(signal.SIGHUP)
+    notify.wait_for("READY=1", 30, after=before)
+    assert "RELOADING=1" in notify.received[before:notify.received.index("READY=1", before)]
+    within(30, lambda: server.log_text().count("Worker exiting") > exited)
+
+
+def bridge_address(server: Resolverd, token: str) -> Optional[str]:
+    """The bridge address the answer for a pty console names; None while no worker answers."""
+    try:
+        response = server.lookup(token)
+    except requests.ConnectionError:
+        return None
+    return response.json()["address"] if response.status_code == 200 else None
+
+
+def presented(server: Resolverd, port: int) -> bytes:
+    """The certificate (DER) a new TLS connection to ``port`` is shown."""
+    context = client_context(server.pki.ca_cert, *server.pki.proxyd_resolverd_client.as_tuple)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls_sock:
+            certificate = tls_sock.getpeercert(binary_form=True)
+    assert certificate is not None
+    return certificate
 
 
 def test_operators_can_run_create_app_under_their_own_gunicorn(lab_run_dir, lab_pki, lab_libvirtd, lab_conn,

@@ -17,6 +17,7 @@ import datetime
 import ipaddress
 import os
 import shutil
+import ssl
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,16 @@ class CertPair:
     def as_tuple(self) -> tuple[str, str]:
         """``(certfile, keyfile)`` as ``ssl.SSLContext.load_cert_chain`` takes them."""
         return str(self.cert), str(self.key)
+
+    @property
+    def der(self) -> bytes:
+        """The certificate in DER, as ``getpeercert(binary_form=True)`` returns it."""
+        return ssl.PEM_cert_to_DER_cert(self.cert.read_text())
+
+    def copy_to(self, cert: Path, key: Path) -> None:
+        """Put the pair where a daemon reads it, as an operator renewing a certificate does."""
+        shutil.copyfile(self.cert, cert)
+        shutil.copyfile(self.key, key)
 
 
 @dataclass

@@ -46,6 +46,7 @@ class Resolverd:
 
     def start(self, timeout: float = 60, argv: Optional[List[str]] = None,
               environment: Optional[Dict[str, str]] = None) -> None:
+        """``environment``: the whole environment of the process (default: this one's)."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv or self.command(), cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True, env=environment)
