@@ -2,8 +2,9 @@
 
 SEQPACKET keeps message boundaries, so one ``send`` is one message and a
 reader never sees half of one.  Every message is an object with a ``kind``:
-``metrics`` (worker -> master, a proxyd.metrics snapshot), and the SPICE
-session table's requests and answers (``spice-*``, see proxyd.spice_sessions).
+``metrics`` (worker -> master, a proxyd.metrics snapshot), the SPICE
+session table's requests and answers (``spice-*``, see proxyd.spice_sessions),
+and the failed-token brake's reports and bars (``brake-*``, see proxyd.brake).
 """
 
 import json

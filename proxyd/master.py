@@ -37,8 +37,9 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
-from proxyd import admin, channel, reload, spice_sessions
+from proxyd import admin, brake, channel, reload, spice_sessions
 from proxyd.metrics import Aggregate, valid_snapshot
+from proxyd.ratelimit import FailedAttempts
 from proxyd.settings import Contexts, Settings
 from proxyd.worker import Worker
 from resolverd import logs, sdnotify
@@ -92,6 +93,7 @@ class Master:
         self._slots = [_WorkerSlot(index) for index in range(settings.workers)]
         self._metrics = Aggregate()
         self._spice_sessions = spice_sessions.SessionTable()
+        self._brake = brake.MasterBrake(FailedAttempts(), self._links)
         self._draining = False
         self._done: "Optional[asyncio.Future[None]]" = None
 
@@ -213,6 +215,8 @@ class Master:
                 return
             if message["kind"] == "metrics" and valid_snapshot(message.get("snapshot")):
                 self._metrics.update(slot.pid, message["snapshot"])
+            elif message["kind"] == brake.FAILED:
+                self._brake.on_message(message)
             elif message["kind"] in spice_sessions.REQUESTS:
                 answer, ended = self._spice_sessions.handle(slot.index, message)
                 if answer is not None and not channel.send(slot.link, answer):
@@ -220,6 +224,9 @@ class Master:
                 self._spice_ended(ended)
             else:
                 log.warning("worker %d sent an unexpected %r message", slot.index, message["kind"])
+
+    def _links(self) -> List[socket.socket]:
+        return [slot.link for slot in self._slots if slot.link is not None]
 
     def _spice_ended(self, sessions: List[int]) -> None:
         """Every worker closes the channels of these SPICE sessions."""

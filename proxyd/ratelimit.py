@@ -3,8 +3,8 @@
 ``burst`` failures within ``window`` seconds bar the address for ``penalty``
 seconds: its attempts are then refused without asking resolverd (and count
 as failures themselves, so hammering keeps the bar up).  IPv6 clients are
-grouped by /64, the block one subscriber usually holds.  Each worker keeps
-its own table; a client spread over N workers gets at most N times the burst.
+grouped by /64, the block one subscriber usually holds.  Every worker and
+the master keep such a table; proxyd.brake makes the bar hold across workers.
 """
 
 import ipaddress
@@ -37,6 +37,13 @@ class FailedAttempts:
             return 0.0
         return max(0.0, record.barred_until - self._clock())
 
+    def bar(self, address: str, seconds: float) -> None:
+        """Refuse the address for ``seconds`` from now (or longer, if it is barred longer already)."""
+        key = _key(address)
+        record = self._records.pop(key, None) or _Record()
+        record.barred_until = max(record.barred_until, self._clock() + seconds)
+        self._store(key, record)
+
     def failed(self, address: str) -> None:
         key = _key(address)
         now = self._clock()
@@ -48,6 +55,10 @@ class FailedAttempts:
         if len(failures) >= self._burst:
             record.barred_until = now + self._penalty
             failures.clear()
+        self._store(key, record)
+
+    def _store(self, key: str, record: _Record) -> None:
+        """(Re)insert as the most recent record; the least recent ones go beyond max_addresses."""
         self._records[key] = record
         while len(self._records) > self._max_addresses:
             self._records.popitem(last=False)

@@ -24,12 +24,11 @@ from typing import Any, Dict, List, Optional, Sequence, Set
 
 from websockets.frames import CloseCode
 
-from proxyd import channel
+from proxyd import brake, channel
 from proxyd.backends import Outbound
 from proxyd.connection import Shared, handler
 from proxyd.metrics import TO_CLIENT, TO_CONSOLE, WorkerMetrics
 from proxyd.protocol.spice_link import TicketKey
-from proxyd.ratelimit import FailedAttempts
 from proxyd.reload import reread
 from proxyd.resolver import ResolverClient
 from proxyd.session import Session
@@ -80,8 +79,9 @@ class Worker:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # blocked since the fork (see Master._spawn)
         executor = ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="resolver")
+        self._brake = brake.WorkerBrake(self._link)
         self._shared = Shared(
-            **self._configured(), executor=executor, failed_attempts=FailedAttempts(), metrics=self._metrics,
+            **self._configured(), executor=executor, failed_attempts=self._brake, metrics=self._metrics,
             sessions=self._sessions, ticket_key=TicketKey.generate(), directory=self._directory)
         self._start = handler(self._shared)
         for listener in self._listeners:
@@ -164,7 +164,10 @@ class Worker:
                 message = channel.receive(self._link)
                 if message is None:
                     break
-                self._directory.on_message(message)
+                if message["kind"] in brake.KINDS:
+                    self._brake.on_message(message)
+                else:
+                    self._directory.on_message(message)
         except channel.ChannelClosed:
             asyncio.get_running_loop().remove_reader(self._link.fileno())
             log.warning("the master is gone; draining")

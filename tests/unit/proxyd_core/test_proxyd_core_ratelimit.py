@@ -65,3 +65,14 @@ def test_memory_is_bounded_oldest_forgotten():
         attempts.failed(address)
     assert attempts.barred_for("192.0.2.1") == 0
     assert attempts.barred_for("192.0.2.3") == 30
+
+
+def test_a_bar_from_elsewhere_holds_and_never_shortens_a_longer_one():
+    clock = Clock()
+    attempts = FailedAttempts(burst=3, window=60, penalty=30, clock=clock)
+    attempts.bar("2001:db8::1", 10)
+    assert attempts.barred_for("2001:db8::2") == 10  # the same /64
+    for _ in range(3):
+        attempts.failed("192.0.2.1")
+    attempts.bar("192.0.2.1", 5)
+    assert attempts.barred_for("192.0.2.1") == 30
