@@ -2,29 +2,9 @@
 
 import asyncio
 import socket
-import time
-from typing import Callable
 
-from proxyd.relay import HIGH_WATER, HOLD_LIMIT, ConsoleLeg, link
-
-READ_SIZE = 256 * 1024  # the most an asyncio socket transport reads at once
-
-
-async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Let the loop run until ``condition`` holds; AssertionError after ``timeout`` (a loaded machine is slow)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not true within {timeout} s"
-        await asyncio.sleep(0.005)
-
-
-async def leg_pair() -> "tuple[ConsoleLeg, socket.socket]":
-    """A ConsoleLeg on one end of a socket pair, and the other end for the test to play the peer."""
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    theirs.setblocking(False)
-    _, leg = await asyncio.get_running_loop().connect_accepted_socket(ConsoleLeg, ours)
-    return leg, theirs
+from loopback_legs import READ_SIZE, leg_pair, until
+from proxyd.relay import HIGH_WATER, HOLD_LIMIT, link
 
 
 async def read_exactly(sock: socket.socket, size: int) -> bytes:

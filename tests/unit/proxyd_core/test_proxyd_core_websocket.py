@@ -10,6 +10,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as sync_connect
 
+from loopback_legs import READ_SIZE, leg_pair, until
+from proxyd.relay import HIGH_WATER, link
 from proxyd.websocket import MAX_MESSAGE, HandshakeFailed, WebSocketLeg
 
 Tenant = Callable[[str], Awaitable[None]]
@@ -117,6 +119,26 @@ def test_a_tenant_still_sending_an_oversized_message_gets_the_close_frame():
         assert await asyncio.get_running_loop().run_in_executor(None, blocking_client) == 1009
     server = run(tenant)
     assert server.received == [] and server.closing[0][0] == 1009
+
+
+def test_a_tenant_that_does_not_read_stops_the_console_instead_of_filling_the_proxy():
+    async def tenant(server: Server, uri: str) -> None:
+        loop = asyncio.get_running_loop()
+        async with connect(uri, max_queue=1, max_size=None) as ws:  # reads nothing while we do not recv()
+            await until(lambda: server.leg is not None and server.leg.transport is not None)
+            console, console_peer = await leg_pair()
+            link(server.leg, console)
+            total = 32 << 20
+            flood = loop.create_task(loop.sock_sendall(console_peer, b"z" * total))
+            await until(lambda: not console.transport.is_reading())
+            assert server.leg.transport.get_write_buffer_size() <= HIGH_WATER + READ_SIZE
+            assert not flood.done()  # QEMU's side waits: the proxy holds no more than its buffers
+            received = 0
+            while received < total:  # the tenant reads at last: every byte arrives
+                received += len(await ws.recv())
+            await flood
+            console_peer.close()
+    run(tenant)
 
 
 def test_close_with_reason_reaches_the_tenant():
