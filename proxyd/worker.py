@@ -12,7 +12,6 @@ them; those already open keep what they started with.
 """
 
 import asyncio
-import asyncio.sslproto
 import logging
 import signal
 import socket
@@ -24,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set
 
 from websockets.frames import CloseCode
 
-from proxyd import brake, channel
+from proxyd import brake, channel, tlsbuffer
 from proxyd.backends import Outbound
 from proxyd.connection import Shared, handler
 from proxyd.metrics import TO_CLIENT, TO_CONSOLE, WorkerMetrics
@@ -44,9 +43,6 @@ ACCEPT_BATCH = 64
 MAX_HANDSHAKES = 2048  # connections of one worker between accept and open session
 RESOLVER_THREADS = 32
 ACCEPT_PAUSE = 1.0  # after running out of file descriptors
-# asyncio's SSL protocol zero-fills a receive buffer of max_size (256 KiB) per connection: with two TLS
-# legs that was most of an idle channel's memory.  64 KiB still holds four full TLS records per read.
-SSL_READ_BUFFER = 64 * 1024
 
 
 class Worker:
@@ -68,7 +64,7 @@ class Worker:
 
     def run(self) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides; Ctrl-C reaches the whole group
-        asyncio.sslproto.SSLProtocol.max_size = SSL_READ_BUFFER
+        tlsbuffer.share_read_buffer()  # one TLS receive buffer per worker, not one per connection
         asyncio.run(self._main())
         return 0
 
