@@ -51,6 +51,11 @@ class Proxyd:
         """Give ``flag`` (already on the command line) another value, before start()."""
         self.argv[self.argv.index(flag) + 1] = value
 
+    def drop_flag(self, flag: str) -> None:
+        """Take ``flag`` and its value off the command line, before start()."""
+        at = self.argv.index(flag)
+        del self.argv[at:at + 2]
+
     def start(self, environment: Optional[Dict[str, str]] = None) -> "Proxyd":
         """``environment``: variables added to this process's (NOTIFY_SOCKET, say)."""
         with open(self.log_path, "ab") as log:
