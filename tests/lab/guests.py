@@ -210,7 +210,8 @@ def _port(value: Optional[str]) -> Optional[int]:
     return int(value)
 
 
-_PORT_CLASH = ("Address already in use", "Failed to bind socket")
+# QEMU's chardev and VNC say the first two; SPICE says "reds_init_socket: binding socket to HOST:PORT failed".
+_PORT_CLASH = ("Address already in use", "Failed to bind socket", "binding socket to")
 
 
 def _with_port_retry(guest: Guest, action: Callable[[], object], attempts: int = 4) -> None:
