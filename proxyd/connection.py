@@ -11,6 +11,10 @@
    101 with the chosen subprotocol.
 4. Token (URL or cookie), the per-address brake on failed attempts, the
    resolver look-up, the console leg (and the VNC MITM); then the session.
+   A SPICE console (spice-html5: one websocket per channel) gets the SPICE
+   MITM with the URL's token; a token the resolver no longer knows may still
+   open a later channel of the session it opened (a spent one-time token),
+   if the tenant's first bytes are a SPICE link.
 
 Everything up to the session counts against --handshake-timeout.  A refusal
 after the 101 is a close frame with a reason the tenant can read.
@@ -46,7 +50,7 @@ from proxyd.refusal import Refusal
 from proxyd.request import WEBSOCKET_PATH, TokenError, origin_allowed, path_of, token_of
 from proxyd.resolver import Console, ResolverClient, ResolverUnavailable, TokenRefused
 from proxyd.session import Session
-from proxyd.spice import Access, spice_link
+from proxyd.spice import Access, spice_link, starts_with_link
 from proxyd.spice_directory import SessionDirectory
 from proxyd.stream_leg import StreamLeg
 from proxyd.websocket import HandshakeFailed, WebSocketLeg
@@ -55,6 +59,7 @@ from resolverd.logs import token_ref
 log = logging.getLogger(__name__)
 
 PEEK_RETRY = 0.01  # the first bytes came in pieces: look again after this long
+SPICE_LINK_WAIT = 0.5  # for a websocket with an unknown token: how long its first bytes may take to say SPICE
 
 
 @dataclass
@@ -270,11 +275,22 @@ class Connection:
         transport.resume_reading()
         return leg
 
-    async def _spice(self, leg: StreamLeg, token: Optional[str]) -> None:
+    async def _spice(self, leg: Union[StreamLeg, WebSocketLeg], token: Optional[str],
+                     resolved: Optional[Console] = None) -> None:
+        """Link a SPICE channel; ``resolved``: the console of ``token``, already looked up."""
         shared = self.shared
+
+        async def resolve(presented: str) -> Console:
+            return resolved if resolved is not None else await self._resolve(presented)
+
         access = Access(check_brake=self._check_brake, failed=lambda: shared.failed_attempts.failed(self.peer_host),
-                        resolve=self._resolve)
-        channel = await spice_link(leg, shared.ticket_key, shared.outbound, shared.directory, access, token)
+                        resolve=resolve)
+        try:
+            channel = await spice_link(leg, shared.ticket_key, shared.outbound, shared.directory, access, token)
+        except Refusal as refusal:
+            if isinstance(leg, WebSocketLeg) and not refusal.code:  # the SPICE error went first, in a message
+                refusal.code = CloseCode.POLICY_VIOLATION
+            raise
         directory, main = shared.directory, channel.main
 
         def ended(session: Session) -> None:
@@ -321,7 +337,18 @@ class Connection:
         except TokenError as exc:
             raise Refusal(Failure.NO_TOKEN, CloseCode.POLICY_VIOLATION, str(exc)) from None
         self._check_brake()
-        console = await self._resolve(token)
+        try:
+            console = await self._resolve(token, count_failure=False)
+        except Refusal as refusal:
+            if refusal.failure is Failure.UNKNOWN_TOKEN:
+                if await starts_with_link(leg, SPICE_LINK_WAIT):
+                    await self._spice(leg, token)
+                    return
+                self.shared.failed_attempts.failed(self.peer_host)
+            raise
+        if console.type == "spice":
+            await self._spice(leg, token, console)
+            return
         self._tenant_still_open(leg)
         console_leg = await open_console(console, self.shared.outbound, leg)
         try:
@@ -349,14 +376,15 @@ class Connection:
             raise Refusal(Failure.RATE_LIMITED, CloseCode.POLICY_VIOLATION,
                           f"too many failed attempts; try again in {math.ceil(wait)} s")
 
-    async def _resolve(self, token: str) -> Console:
+    async def _resolve(self, token: str, count_failure: bool = True) -> Console:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         lookup = loop.run_in_executor(self.shared.executor, self.shared.resolver.lookup, token)
         try:
             return await asyncio.wait_for(lookup, self.shared.resolver_timeout)
         except TokenRefused:
-            self.shared.failed_attempts.failed(self.peer_host)
+            if count_failure:
+                self.shared.failed_attempts.failed(self.peer_host)
             raise Refusal(Failure.UNKNOWN_TOKEN, CloseCode.POLICY_VIOLATION, "unknown or expired token",
                           f"resolver does not know token {token_ref(token)}") from None
         except (ResolverUnavailable, asyncio.TimeoutError) as exc:

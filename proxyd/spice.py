@@ -9,14 +9,17 @@ tenants never see it).  Every channel type is linked the same way:
   so the reply claims nothing of QEMU's (``reply_first_caps``); the ticket
   is the token, resolved like any other; then QEMU is linked and its
   mini-header choice must match what the client was told.
-- **main, token known before the link** (the CONNECT front): resolved
-  first, QEMU linked first, and the client answered with QEMU's own caps;
-  the ticket must be the token too.
+- **main, token known before the link** (the CONNECT front's credentials
+  or host, the websocket's URL or cookie): resolved first, QEMU linked
+  first, and the client answered with QEMU's own caps.
 - **any other channel**: its connection id names a live session in the
   master's table (proxyd.spice_sessions), which gives the console; QEMU is
   linked first with QEMU's own session id and the client gets QEMU's caps;
-  the ticket must be the token that opened the session.  Nothing goes to
-  the resolver, so one-time tokens keep working for the session's channels.
+  the token must be the one that opened the session.  Nothing goes to the
+  resolver, so one-time tokens keep working for the session's channels.
+
+The ticket is the token, unless the front carried the token: then the
+ticket is not checked (spice-html5 sends whatever password its page has).
 
 QEMU gets the real password only after the tenant's ticket passed, and the
 tenant hears OK only after QEMU did.  Errors reach the client as SPICE
@@ -63,6 +66,7 @@ from proxyd.protocol.spice_link import (
     to_backend,
 )
 from proxyd.protocol.spice_link.backend_link import Event as BackendEvent
+from proxyd.protocol.spice_link.constants import MAGIC
 from proxyd.protocol.spice_link.client_link import Event as ClientEvent
 from proxyd.protocol.spice_link.messages import Caps
 from proxyd.protocol.spice_main import MainChannelFilter, MainInit, MigrateMessage, PassThrough, with_session_id
@@ -282,7 +286,7 @@ class _Link:
         if announced is None:
             common, channel = mirror_reply_caps(message, reply)
             announced = common
-            await self._same_token(await self._ticket(self._reply(common, channel)), token)
+            await self._check_ticket(await self._ticket(self._reply(common, channel)), token)
         mini_header = self._header_mode(message, backend_message, announced, reply)
         linked = await self._backend_linked()
         remaining = self._complete()
@@ -310,14 +314,14 @@ class _Link:
         common, channel = mirror_reply_caps(message, reply)
         self._header_mode(message, backend_message, common, reply)
         ticket = await self._ticket(self._reply(common, channel))
-        await self._same_token(ticket, joinable)
+        await self._check_ticket(ticket, joinable)
         await self._backend_linked()
         remaining = self._complete()
         assert self.console_in is not None and self.console_leg is not None
         self.console_in.release()
         self.tenant_in.release(remaining)
-        return Channel(joinable.console, self.console_leg, ticket, message.connection_id, message.channel_type,
-                       message.channel_id, None)
+        return Channel(joinable.console, self.console_leg, self.token or ticket, message.connection_id,
+                       message.channel_type, message.channel_id, None)
 
     # -- authorization
 
@@ -350,6 +354,11 @@ class _Link:
             if LINK_ERRORS.get(refusal.failure) is LinkError.PERMISSION_DENIED:
                 await self._ticket(self._reply(*reply_first_caps(message)))
             raise
+
+    async def _check_ticket(self, ticket: str, expected: "str | Joinable") -> None:
+        """The ticket must be the token, unless the front carried the token (checked already)."""
+        if self.token is None:
+            await self._same_token(ticket, expected)
 
     async def _same_token(self, ticket: str, expected: "str | Joinable") -> None:
         same = expected.opened_by(ticket) if isinstance(expected, Joinable) else _equal(ticket, expected)
@@ -462,6 +471,20 @@ class _Link:
 
 def _equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8", "surrogateescape"), b.encode("utf-8", "surrogateescape"))
+
+
+async def starts_with_link(tenant: Leg, timeout: float) -> bool:
+    """Whether the tenant's first bytes, within ``timeout``, start a SPICE link; the tenant's leg keeps them."""
+    inbox = _Inbox(tenant, lambda: Refusal(Failure.CLIENT_GONE, 0, "tenant left"))
+    seen = b""
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        while len(seen) < len(MAGIC) and MAGIC.startswith(seen):
+            seen += await asyncio.wait_for(inbox.get(), deadline - asyncio.get_running_loop().time())
+    except (asyncio.TimeoutError, Refusal):
+        pass
+    inbox.release(seen)
+    return seen.startswith(MAGIC)
 
 
 async def spice_link(tenant: Leg, key: TicketKey, outbound: Outbound, directory: SessionDirectory, access: Access,

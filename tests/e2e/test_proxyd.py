@@ -29,7 +29,7 @@ from lab.consoles import tokens_of
 from lab.polling import within
 from lab.ports import free_port
 from lab.proxyd import Proxyd
-from lab.spice_link import CHANNEL_MAIN, LINK_OK, authenticate, link
+from lab.spice_link import CHANNEL_MAIN, LINK_OK, authenticate, link, link_message
 from lab.vnc_vencrypt import RFB_VERSION, finish
 from lab.wsstream import DEADLINE, WsStream, close_of
 
@@ -113,7 +113,7 @@ def test_spice_link_over_websocket_gets_a_valid_reply(proxyd, tokens, guest):
         stream = WsStream(ws)
         reply = link(stream, CHANNEL_MAIN)
         assert (reply.major, reply.error, len(reply.pub_key)) == (2, LINK_OK, 162)
-        assert authenticate(stream, reply, guest.spice_password) == 0
+        assert authenticate(stream, reply, tokens["spice"]) == 0  # the proxy's SPICE MITM: QEMU's password stays
 
 
 # -- refusals -----------------------------------------------------------------------------------
@@ -257,6 +257,8 @@ def test_backend_certificate_from_a_foreign_ca(lab_run_dir, lab_pki, resolver, t
     try:
         for console in ("serial1", "vnc", "spice"):
             with proxy.open(tokens[console]) as ws:
+                if console == "spice":
+                    ws.send(link_message(CHANNEL_MAIN))  # the SPICE MITM waits for the link, as QEMU does
                 assert close_of(ws) == (1011, "the console's certificate is not trusted")
         assert "reason=backend_tls detail='certificate of 127.0.0.1 rejected" in proxy.log_text()
     finally:

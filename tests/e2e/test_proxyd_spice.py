@@ -27,10 +27,11 @@ import pytest
 
 from lab import spice_client, teardown
 from lab.consoles import console_spec, enable
-from lab.netio import recv_exactly
+from lab.netio import ByteStream, recv_exactly
 from lab.polling import within
 from lab.proxyd import Proxyd
 from lab.resolverd import REPO
+from lab.wsstream import WsStream
 from lab.xscreen import Screen, VirtualDisplay
 from lab.spice_link import (
     CHANNEL_DISPLAY,
@@ -54,7 +55,16 @@ EXPIRE_NOW = '{"execute": "expire_password", "arguments": {"protocol": "spice", 
 
 @pytest.fixture(scope="module")
 def proxyd(lab_run_dir, lab_pki, resolver) -> Iterator[Proxyd]:
+    """Shared by the tests that make no failed attempt (the brake would bar 127.0.0.1 from the others)."""
     server = Proxyd(lab_run_dir, lab_pki, resolver).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_proxyd(lab_run_dir, lab_pki, resolver) -> Iterator[Proxyd]:
+    """A proxyd of the test's own, for tests that make failed attempts on purpose."""
+    server = Proxyd(lab_run_dir, lab_pki, resolver, workers=1).start()
     yield server
     server.stop()
 
@@ -73,7 +83,8 @@ def test_spice_glib_opens_every_channel_and_the_guests_screen(proxyd, tokens, gu
     assert "spice_channel=display:0" in log
 
 
-def test_a_wrong_token_is_an_auth_error(proxyd, tokens):
+def test_a_wrong_token_is_an_auth_error(own_proxyd, tokens):
+    proxyd = own_proxyd
     outcome = remote_viewer(proxyd, tokens["spice"][:-1] + "x")
     assert outcome.errors == [("main:0", "error-auth")]
     assert outcome.opened == []
@@ -105,7 +116,8 @@ def test_connect_tunnel_carries_spice_with_the_token_as_host(proxyd, tokens):
         b"HTTP/1.1 407 Proxy Authentication Required\r\n")
 
 
-def test_spice_glib_through_http_connect_with_a_wrong_token_is_an_auth_error(proxyd, tokens):
+def test_spice_glib_through_http_connect_with_a_wrong_token_is_an_auth_error(own_proxyd, tokens):
+    proxyd = own_proxyd
     wrong = tokens["spice"][:-1] + "x"
     outcome = remote_viewer(proxyd, wrong, proxy=f"http://tenant:{wrong}@127.0.0.1:{proxyd.port}")
     assert outcome.errors == [("main:0", "error-auth")]
@@ -120,7 +132,7 @@ def tls_to(proxy: Proxyd) -> Iterator[ssl.SSLSocket]:
             yield tls
 
 
-def main_session(sock: ssl.SSLSocket, token: str) -> int:
+def main_session(sock: ByteStream, token: str) -> int:
     """Link a main channel with ``token`` and read MAIN_INIT's session id (mini header)."""
     reply = link(sock, CHANNEL_MAIN)
     assert reply.error == LINK_OK
@@ -130,7 +142,7 @@ def main_session(sock: ssl.SSLSocket, token: str) -> int:
     return struct.unpack_from("<I", recv_exactly(sock, size))[0]
 
 
-def linked(sock: ssl.SSLSocket, token: str, channel_type: int, connection_id: int, channel_id: int = 0) -> int:
+def linked(sock: ByteStream, token: str, channel_type: int, connection_id: int, channel_id: int = 0) -> int:
     """Link a channel of a session; QEMU's and the proxy's verdict (0 is OK)."""
     reply = link(sock, channel_type, channel_id, connection_id)
     if reply.error != LINK_OK:
@@ -159,7 +171,8 @@ def once_guest(guests, lab_libvirtd, resolver, tokens):
     return guest, token
 
 
-def test_one_time_token_one_session_whose_channels_open_late(proxyd, once_guest):
+def test_one_time_token_one_session_whose_channels_open_late(own_proxyd, once_guest):
+    proxyd = own_proxyd
     _, token = once_guest
     with tls_to(proxyd) as main:
         session = main_session(main, token)
@@ -176,8 +189,28 @@ def test_one_time_token_one_session_whose_channels_open_late(proxyd, once_guest)
         assert linked(late, token, CHANNEL_DISPLAY, session) == LINK_BAD_CONNECTION_ID
 
 
+def test_one_time_token_over_websockets_one_session_whose_channels_open_late(own_proxyd, guests, lab_libvirtd, resolver,
+                                                                              tokens):
+    """spice-html5's way: one websocket per channel, the token in the URL, an empty password."""
+    proxyd = own_proxyd
+    guest = guests(consoles={"spice", "serial"})
+    indexed = resolver.metric("resolverd_index_tokens")
+    token, = enable(lab_libvirtd.connection(), guest, console_spec("spice", once=True))
+    within(10, lambda: resolver.metric("resolverd_index_tokens") > indexed)
+    with proxyd.open(token, subprotocols=["binary"]) as main:
+        session = main_session(WsStream(main), "")
+        with proxyd.open(token) as again:
+            assert linked(WsStream(again), "", CHANNEL_MAIN, 0) == LINK_PERMISSION_DENIED
+        time.sleep(1)
+        with proxyd.open(token) as display:  # (QEMU ends the session when its display closes before main)
+            assert linked(WsStream(display), "", CHANNEL_DISPLAY, session) == LINK_OK
+            with proxyd.open(tokens["spice"]) as other:  # a live token, but not the one that opened the session
+                assert linked(WsStream(other), "", CHANNEL_DISPLAY, session) == LINK_PERMISSION_DENIED
+
+
 def test_expiring_token_opens_no_session_after_its_deadline_but_its_session_keeps_opening_channels(
-        proxyd, guests, lab_libvirtd, resolver):
+        own_proxyd, guests, lab_libvirtd, resolver):
+    proxyd = own_proxyd
     guest = guests(consoles={"spice", "serial"})
     deadline = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=4)
     token, = enable(lab_libvirtd.connection(), guest, console_spec("spice", expires=deadline))
