@@ -39,13 +39,17 @@ def to_backend(client: LinkMess, connection_id: int) -> LinkMess:
     Without the migration caps QEMU never sends MIGRATE_BEGIN(_SEAMLESS),
     which would leave it waiting for the client to dial the destination;
     the MIGRATE_SWITCH_HOST it still sends after a migration is dropped by
-    the relay (proxyd.spice).
+    the relay (proxyd.spice).  The common caps are the proxy's own as
+    QEMU's client: auth selection (it picks the SPICE ticket whenever QEMU
+    offers the choice), never SASL.
     """
+    common_caps = set_cap(client.common_caps, CommonCap.PROTOCOL_AUTH_SELECTION, True)
+    common_caps = set_cap(common_caps, CommonCap.AUTH_SASL, False)
     channel_caps = client.channel_caps
     if client.channel_type == ChannelType.MAIN:
         for bit in (MainCap.SEMI_SEAMLESS_MIGRATE, MainCap.SEAMLESS_MIGRATE):
             channel_caps = set_cap(channel_caps, bit, False)
-    return LinkMess(connection_id, client.channel_type, client.channel_id, client.common_caps, channel_caps)
+    return LinkMess(connection_id, client.channel_type, client.channel_id, common_caps, channel_caps)
 
 
 def relay_header_mode(client: LinkMess, to_backend: LinkMess, client_reply_common_caps: Caps,

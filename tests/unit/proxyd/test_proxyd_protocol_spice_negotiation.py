@@ -55,3 +55,8 @@ def test_to_backend_takes_qemus_session_id_and_drops_the_migration_caps_of_main(
 def test_to_backend_keeps_every_cap_of_other_channels():
     display = LinkMess(0x1EE7, 2, 1, (0b1001,), (0b1111, 0x1))
     assert to_backend(display, 0x0BAD) == LinkMess(0x0BAD, 2, 1, (0b1001,), (0b1111, 0x1))
+
+
+def test_to_backend_always_offers_qemu_auth_selection_and_never_sasl():
+    old_sasl_client = LinkMess(0, 3, 0, (0b1100,), (0b1,))  # SASL|MINI_HEADER, no auth selection
+    assert to_backend(old_sasl_client, 7) == LinkMess(7, 3, 0, (0b1001,), (0b1,))
