@@ -4,7 +4,8 @@
 Run as root from the repository (it starts the test lab's private libvirtd)::
 
     .venv/bin/python -m pip install -e '.[bench]'     # websockify, for its column
-    .venv/bin/python bench/run.py [--quick] [--workers N] [--targets proxyd,websockify,direct]
+    .venv/bin/python bench/run.py [--quick|--smoke] [--workers N] [--targets proxyd,websockify,direct]
+                                  [--sections throughput,aggregate,latency,sessions,memory]
 
 What it starts, all on this machine:
 
@@ -24,14 +25,29 @@ What it starts, all on this machine:
 The client speaks websocket itself (binary frames, a fixed mask, the
 upgrade by hand), so the client costs the same for both proxies and about
 as little as a plain TLS client: what differs between the columns is the
-proxy.  Everything shares the machine's CPUs; ``uptime``'s load is
-printed with the table.  ``--quick`` (under two minutes) is for CI.
+proxy.  What is measured:
+
+- throughput of one stream each way, and of ``--streams`` at once;
+- round trips of 64-byte messages: one session back to back, then
+  ``--active`` sessions each sending one every ``--interval`` ms (a rate
+  this machine's Python client keeps up with: at 20 ms even the direct
+  column queues);
+- new sessions per second from ``--concurrency`` clients that each open a
+  session (TLS, upgrade, live resolverd look-up, backend TLS), see the first
+  echo and close, with the set-up time's p50 and p99;
+- PSS of all the server's processes with idle channels open (websockify
+  forks a process per connection, so it gets fewer and a per-channel figure);
+- the server's CPU seconds per GB, per round trip and per session set-up,
+  which depend less on what else the machine runs than the rates do.
+
+Everything shares the machine's CPUs; the load average is printed with the
+table.  ``--quick`` (under two minutes) and ``--smoke`` (seconds, for the
+test that the script works) shrink every part.
 """
 
 import argparse
 import asyncio
 import asyncio.sslproto
-import json
 import os
 import random
 import resource
@@ -221,7 +237,8 @@ class Conn(asyncio.Protocol):
                 self.data += raw[at:at + size]
             elif opcode == 0x8:
                 code = int.from_bytes(raw[at:at + 2], "big") if size >= 2 else None
-                self.error = Closed(f"closed by the proxy: {code} {bytes(raw[at + 2:at + size]).decode(errors='replace')}")
+                reason = bytes(raw[at + 2:at + size]).decode(errors="replace")
+                self.error = Closed(f"closed by the proxy: {code} {reason}")
             elif opcode == 0x9 and self.transport is not None:
                 self.transport.write(ws_frame(bytes(raw[at:at + size]), 0xA) + bytes(raw[at:at + size]))
             del raw[:at + size]
@@ -394,8 +411,9 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def latency(target: Target, sessions: int, seconds: float, interval: float) -> Tuple[float, float, int]:
-    """Round trips of 64-byte messages: one session back to back, or many each sending every ``interval``."""
+async def latency(target: Target, sessions: int, seconds: float, interval: float) -> Tuple[float, float, float]:
+    """Round trips of 64-byte messages, one session back to back or many each sending every ``interval``:
+    p50 and p99 (us), and the server's CPU per round trip (us)."""
     conns = []
     for start in range(0, sessions, 50):
         conns += await asyncio.gather(*(target.ready() for _ in range(min(50, sessions - start))))
@@ -416,10 +434,12 @@ async def latency(target: Target, sessions: int, seconds: float, interval: float
                 await asyncio.sleep(max(0.0, interval - took))
 
     await asyncio.sleep(0.2)
+    cpu = target.cpu()
     await asyncio.gather(*(pinger(conn) for conn in conns))
+    cpu_each = (target.cpu() - cpu) / max(1, len(times)) * 1e6
     for conn in conns:
         conn.close()
-    return percentile(times, 0.5) * 1e6, percentile(times, 0.99) * 1e6, len(times)
+    return percentile(times, 0.5) * 1e6, percentile(times, 0.99) * 1e6, cpu_each
 
 
 async def new_sessions(target: Target, seconds: float, concurrency: int) -> Tuple[float, float, float, float]:
@@ -529,7 +549,7 @@ class Bench:
         resolver.start()
         answer = resolver.lookup(token)
         assert answer.status_code == 200 and answer.json()["address"] == f"{BACKEND_HOST}:{port}", answer.text
-        self.resolver = resolver
+        self.resolver, self.pki, self.token = resolver, pki, token
 
         client_tls = tls.client_context(pki.ca_cert)
         targets: Dict[str, Target] = {}
@@ -624,15 +644,36 @@ async def guarded(target: Target, what: str, work: Awaitable, seconds: float) ->
         return None
 
 
-async def measure(targets: Dict[str, Target], args: argparse.Namespace) -> Table:
-    quick = args.quick
+@dataclass(frozen=True)
+class Plan:
+    """How much of everything a run does."""
+
+    limit: float  # seconds before one measurement of one target counts as failed
+    stream_mib: int  # single stream, each way
+    aggregate_mib: int  # all streams together, each way
+    rtt_seconds: float  # one session back to back
+    active_seconds: float  # the active sessions
+    sessions_seconds: float
+    channels: Tuple[int, ...]
+    websockify_channels: int  # websockify forks a process per connection: fewer
+
+
+PLANS = {
+    "full": Plan(300, 256, 512, 10, 15, 15, (2000, 10000), 500),
+    "quick": Plan(30, 32, 64, 2, 3, 4, (500, 2000), 100),
+    "smoke": Plan(60, 2, 4, 0.5, 1, 1, (20,), 20),
+}
+
+
+async def measure(targets: Dict[str, Target], args: argparse.Namespace, plan: Plan) -> Table:
     table = Table(list(targets))
     sections = args.sections
     names = list(targets)
-    limit = 30 if quick else 300
+    limit = plan.limit
+    cores = os.cpu_count() or 1
 
     if "throughput" in sections:
-        size = (32 if quick else 256) * 2 ** 20
+        size = plan.stream_mib * 2 ** 20
         cpu: Dict[str, float] = {}
         for label, run in (("client->backend", upload), ("backend->client", download)):
             values = {}
@@ -648,7 +689,7 @@ async def measure(targets: Dict[str, Target], args: argparse.Namespace) -> Table
                                                  if per_gb.get("websockify") and per_gb.get("proxyd") else ""))
 
     if "aggregate" in sections:
-        size = (64 if quick else 512) * 2 ** 20
+        size = plan.aggregate_mib * 2 ** 20
         for label, run in (("client->backend", upload), ("backend->client", download)):
             values = {name: await guarded(targets[name], f"{args.streams} streams {label}",
                                           aggregate(targets[name], run, args.streams, size), limit)
@@ -656,8 +697,8 @@ async def measure(targets: Dict[str, Target], args: argparse.Namespace) -> Table
             table.add(f"{args.streams} streams {label} (MB/s)", cells(values, ".0f"), ratios(values))
 
     if "latency" in sections:
-        for sessions, interval in ((1, 0.0), (args.active, args.interval / 1000)):
-            seconds = (2 if quick else 10) if sessions == 1 else (3 if quick else 15)
+        for sessions, interval, seconds in ((1, 0.0, plan.rtt_seconds),
+                                            (args.active, args.interval / 1000, plan.active_seconds)):
             what = "1 session, back to back" if sessions == 1 else \
                 f"{sessions} sessions, each every {args.interval:g} ms"
             results = {name: await guarded(targets[name], f"RTT {what}",
@@ -669,35 +710,46 @@ async def measure(targets: Dict[str, Target], args: argparse.Namespace) -> Table
                 note = ", ".join(f"{name} +{values[name] - direct:.0f}" for name in names
                                  if name != "direct" and values[name] is not None) + " us added" if direct else ""
                 table.add(f"RTT 64 B {label}, {what} (us)", cells(values, ".0f"), note)
+            table.add("  server CPU per round trip (us)",
+                      cells({name: None if r is None else r[2] for name, r in results.items() if name != "direct"},
+                            ".0f"))
 
     if "sessions" in sections:
-        seconds = 4 if quick else 15
         results = {name: await guarded(targets[name], "new sessions",
-                                       new_sessions(targets[name], seconds, args.concurrency), limit)
+                                       new_sessions(targets[name], plan.sessions_seconds, args.concurrency), limit)
                    for name in names}
         column = {index: {name: None if r is None else r[index] for name, r in results.items()} for index in range(4)}
         table.add("new sessions per second", cells(column[0], ".0f"),
                   f"{args.concurrency} clients in a loop; {ratios(column[0])}")
         table.add("session set-up p50 (ms)", cells(column[1], ".1f"))
         table.add("session set-up p99 (ms)", cells(column[2], ".1f"))
-        table.add("server CPU per session (ms)", cells({k: v for k, v in column[3].items() if k != "direct"}, ".2f"))
+        per_session = {k: v for k, v in column[3].items() if k != "direct"}
+        table.add("  server CPU per session (ms)", cells(per_session, ".2f"),
+                  f"so {cores} CPUs of its own would open {cores * 1000 / per_session['proxyd']:.0f}/s with proxyd"
+                  if per_session.get("proxyd") else "")
 
     if "memory" in sections:
-        for channels in args.channels:
-            totals: Dict[str, Optional[float]] = {}
+        measured: Dict[Tuple[str, int], Tuple[float, float]] = {}
+        for channels in args.channels or plan.channels:
+            totals: Dict[str, str] = {}
             each: Dict[str, Optional[float]] = {}
+            notes = []
             for name in names:
                 if name == "direct":
                     continue
                 count = min(channels, targets[name].per_channel_limit)
-                result = await guarded(targets[name], f"{count} idle channels", idle_channels(targets[name], count),
-                                       limit + count / 20)
-                totals[name], each[name] = (None, None) if result is None else result
+                if (name, count) not in measured:
+                    result = await guarded(targets[name], f"{count} idle channels",
+                                           idle_channels(targets[name], count), limit + count / 20)
+                    if result is not None:
+                        measured[(name, count)] = result
+                total, each[name] = measured.get((name, count), (None, None))
+                totals[name] = "failed" if total is None else "-" if count != channels else f"{total:.0f}"
                 if count != channels:
-                    targets[name].notes.append(f"idle-channel memory measured with {count} channels, not "
-                                               f"{channels} (a process per connection)")
-            table.add(f"PSS, {channels} idle channels (MiB)", cells(totals, ".0f"))
-            table.add("  per channel (KiB)", cells(each, ".0f"), ratios(each) if each.get("websockify") else "")
+                    notes.append(f"{name}: from {count} channels (a process each)")
+            table.add(f"PSS, {channels} idle channels (MiB)", totals)
+            table.add("  per channel (KiB)", cells(each, ".0f"),
+                      "; ".join(filter(None, [ratios(each) if each.get("websockify") else ""] + notes)))
     return table
 
 
@@ -705,14 +757,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs: the whole benchmark in under 2 minutes")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="proxyd --workers (its default)")
+    parser.add_argument("--smoke", action="store_true", help="tiny runs that only prove every part works")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="proxyd --workers (default: its own default, one per CPU: %(default)s)")
     parser.add_argument("--targets", default="proxyd,websockify,direct", type=lambda s: s.split(","),
                         help="columns (default: %(default)s)")
     parser.add_argument("--sections", default="throughput,aggregate,latency,sessions,memory",
                         type=lambda s: s.split(","), help="what to measure (default: %(default)s)")
-    parser.add_argument("--streams", type=int, default=100, help="concurrent streams for the aggregate")
-    parser.add_argument("--active", type=int, default=100, help="active sessions for the second latency run")
-    parser.add_argument("--interval", type=float, default=20.0,
+    parser.add_argument("--streams", type=int, default=None, help="concurrent streams for the aggregate (100)")
+    parser.add_argument("--active", type=int, default=None, help="active sessions for the second latency run (100)")
+    parser.add_argument("--interval", type=float, default=100.0,
                         help="ms between one active session's messages (default: %(default)s)")
     parser.add_argument("--concurrency", type=int, default=16, help="clients opening sessions in a loop")
     parser.add_argument("--channels", type=lambda s: [int(n) for n in s.split(",")], default=None,
@@ -728,10 +782,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         host, port = where.rsplit(":", 1)
         serve_backend(host, int(port), cert, key, ca)
         return 0
-    if args.channels is None:
-        args.channels = [500, 2000] if args.quick else [2000, 10000]
+    plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
     if args.websockify_channels is None:
-        args.websockify_channels = 100 if args.quick else 500
+        args.websockify_channels = plan.websockify_channels
+    args.streams = args.streams or (10 if args.smoke else 100)
+    args.active = args.active or (10 if args.smoke else 100)
     if os.geteuid() != 0:
         parser.error("run as root: the lab starts a private libvirtd under its own account")
     raise_file_limit()
@@ -741,7 +796,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         targets = bench.start()
         load_before = os.getloadavg()
-        table = asyncio.run(measure(targets, args))
+        table = asyncio.run(measure(targets, args, plan))
         load_after = os.getloadavg()
     finally:
         bench.close()
