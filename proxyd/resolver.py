@@ -2,7 +2,10 @@
 
 Blocking http.client calls meant for a worker's thread pool: one kept-alive
 connection per thread, a connect time-out and a read time-out, so a resolver
-that is down or slow ends in ResolverUnavailable within a bounded time.
+that is down or slow ends in ResolverUnavailable within a bounded time.  A new
+connection resumes the TLS session of the last one that answered (resolverd
+closes connections idle for 75 s, so on a quiet proxy most look-ups start
+one): no certificate to verify or sign on either side.
 The answer keeps the anchor's shape (type, address, insecure, tlsTunnel,
 password) and reads resolverd's extra fields when present.
 """
@@ -102,6 +105,7 @@ class ResolverClient:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: "set[http.client.HTTPConnection]" = set()
+        self._session: Optional[ssl.SSLSession] = None  # of the last connection that answered
 
     def lookup(self, token: str) -> Console:
         """Blocking; run it in a thread pool."""
@@ -145,7 +149,12 @@ class ResolverClient:
 
     def _get(self, connection: http.client.HTTPConnection, token: str) -> "tuple[int, bytes]":
         connection.request("GET", self._path + quote(token, safe=""), headers={"Accept": "application/json"})
+        sock = connection.sock  # http.client lets go of it when the answer says Connection: close
         response = connection.getresponse()
+        if isinstance(sock, ssl.SSLSocket):
+            session = sock.session  # TLS 1.3 tickets come before the answer: read with its head
+            if session is not None and session.has_ticket:
+                self._session = session
         body = response.read(MAX_ANSWER + 1)
         if len(body) > MAX_ANSWER:
             self._drop(connection)
@@ -159,8 +168,8 @@ class ResolverClient:
         if connection is not None and connection.sock is not None:
             return connection, True
         if self._context is not None:
-            connection = http.client.HTTPSConnection(self._host, self._port, timeout=self._connect_timeout,
-                                                     context=self._context)
+            connection = _ResumingHTTPSConnection(self._host, self._port, timeout=self._connect_timeout,
+                                                  context=self._context, session=self._session)
         else:
             connection = http.client.HTTPConnection(self._host, self._port, timeout=self._connect_timeout)
         connection.connect()
@@ -178,6 +187,20 @@ class ResolverClient:
             self._local.connection = None
         with self._lock:
             self._connections.discard(connection)
+
+
+class _ResumingHTTPSConnection(http.client.HTTPSConnection):
+    """An HTTPS connection that offers a previous TLS session (http.client has no way to pass one)."""
+
+    def __init__(self, host: str, port: int, timeout: float, context: ssl.SSLContext,
+                 session: Optional[ssl.SSLSession]) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._tls_context = context
+        self._tls_session = session
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)  # TCP (no proxy tunnel here)
+        self.sock = self._tls_context.wrap_socket(self.sock, server_hostname=self.host, session=self._tls_session)
 
 
 def _describe(exc: BaseException) -> str:

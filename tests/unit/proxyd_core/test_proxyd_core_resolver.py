@@ -71,6 +71,7 @@ class Resolver:
         outer = self
         self.paths = []
         self.connections = 0
+        self.resumed = []  # per request: did its connection resume an earlier TLS session
 
         class Handle(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -81,6 +82,7 @@ class Resolver:
 
             def do_GET(self) -> None:
                 outer.paths.append(self.path)
+                outer.resumed.append(self.connection.session_reused)
                 answer(self)
 
             def log_message(self, *args) -> None:
@@ -176,6 +178,13 @@ def test_resolver_closing_after_each_answer_still_works(resolver):
     for _ in range(3):
         assert client.lookup("t").port == 5901
     assert server.connections == 3
+
+
+def test_a_new_connection_resumes_the_tls_session_of_the_last(resolver):
+    server, client = resolver(reply(200, json.dumps(GOOD).encode(), close=True))
+    for _ in range(3):
+        client.lookup("t")
+    assert server.resumed == [False, True, True]
 
 
 def test_resolver_down(pki):
