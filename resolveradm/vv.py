@@ -1,74 +1,24 @@
-"""``resolveradm vv DOMAIN``: a remote-viewer file (.vv) that opens DOMAIN's SPICE console through proxyd.
+"""``resolveradm vv DOMAIN``: the remote-viewer file (resolverd.vvfile) that opens DOMAIN's SPICE console.
 
-::
-
-    [virt-viewer]
-    type=spice
-    host=PROXY_HOST
-    tls-port=PROXY_PORT
-    password=TOKEN
-    ca=-----BEGIN CERTIFICATE-----\\n...   (the CA of proxyd's certificate, newlines written as \\n)
-    host-subject=CN=...,O=...              (proxyd's certificate: spice-gtk then checks it, not the host name)
-    secure-channels=all
-    delete-this-file=1
-    title=DOMAIN
-    proxy=http://console:TOKEN@PROXY_HOST:PROXY_PORT   (with --connect-proxy only)
-
-Without --connect-proxy remote-viewer speaks SPICE over TLS straight to
-proxyd's public port, the token being the SPICE password; with it,
-remote-viewer sends one HTTP CONNECT per channel to the same port, the token
-as the proxy password, then TLS and SPICE inside (for networks that only let
-an HTTP proxy out).  The file holds the token: it is written readable by its
-owner only, and remote-viewer deletes it once read.
+The file holds the token: it is written readable by its owner only.
 """
 
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
-
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+from typing import Optional, Sequence, Tuple
 
 from resolveradm.access import ConsoleAccess
 from resolveradm.errors import AdmError, Inconsistent, NoConsoles
+from resolverd import vvfile
 from resolverd.settings import Address
-
-SECTION = "virt-viewer"
-PROXY_USER = "console"
-
-# spice-common's host-subject parser takes OpenSSL's short names.
-_SHORT_NAMES = {
-    NameOID.COUNTRY_NAME: "C", NameOID.STATE_OR_PROVINCE_NAME: "ST", NameOID.LOCALITY_NAME: "L",
-    NameOID.ORGANIZATION_NAME: "O", NameOID.ORGANIZATIONAL_UNIT_NAME: "OU", NameOID.COMMON_NAME: "CN",
-    NameOID.EMAIL_ADDRESS: "emailAddress", NameOID.DOMAIN_COMPONENT: "DC",
-}
-
-
-def host_subject(certificate: x509.Certificate) -> str:
-    """The certificate's subject as spice-gtk's host-subject wants it: ``K=V,K=V`` in the certificate's order."""
-    parts = []
-    for attribute in certificate.subject:
-        name = _SHORT_NAMES.get(attribute.oid, attribute.oid.dotted_string)
-        value = str(attribute.value).replace("\\", "\\\\").replace(",", "\\,")
-        parts.append(f"{name}={value}")
-    return ",".join(parts)
 
 
 def render(title: str, proxy: Address, token: str, ca_pem: str, subject: str, connect_proxy: bool) -> str:
-    """The .vv file's text."""
-    host, port = proxy
-    if any(char in token for char in "@:/?%\n") or not token.isprintable():
-        raise AdmError(f"the token of {title} cannot go into a .vv file (it holds @ : / ? % or control "
-                       "characters); 'rotate' gives it a new one")
-    entries: List[Tuple[str, str]] = [
-        ("type", "spice"), ("host", host), ("tls-port", str(port)), ("password", token),
-        ("ca", ca_pem.strip().replace("\n", "\\n")), ("host-subject", subject), ("secure-channels", "all"),
-        ("delete-this-file", "1"), ("title", title)]
-    if connect_proxy:
-        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        entries.append(("proxy", f"http://{PROXY_USER}:{token}@{netloc}"))
-    return "".join(f"{line}\n" for line in [f"[{SECTION}]"] + [f"{key}={value}" for key, value in entries])
+    try:
+        return vvfile.render(title, proxy, token, ca_pem, subject, connect_proxy)
+    except ValueError as exc:
+        raise AdmError(f"{title}: {exc}; 'rotate' gives it a new one") from None
 
 
 def spice_token(title: str, consoles: Sequence[ConsoleAccess], index: int) -> str:
@@ -76,7 +26,7 @@ def spice_token(title: str, consoles: Sequence[ConsoleAccess], index: int) -> st
         if access.console.type == "spice" and access.console.index == index:
             if access.token is None:
                 raise Inconsistent(f"the secret of {title}'s SPICE console {index} no longer exists; "
-                               "'disable' then 'enable' makes a new one")
+                                   "'disable' then 'enable' makes a new one")
             return access.token
     raise NoConsoles(f"{title} has no SPICE console {index} with console access enabled ('enable' first)")
 
@@ -84,14 +34,11 @@ def spice_token(title: str, consoles: Sequence[ConsoleAccess], index: int) -> st
 def read_files(ca: Path, certificate: Path) -> Tuple[str, str]:
     """(the CA's PEM, proxyd's certificate's subject)."""
     try:
-        ca_pem = ca.read_text()
-        cert = x509.load_pem_x509_certificate(certificate.read_bytes())
-        x509.load_pem_x509_certificate(ca_pem.encode())
+        return vvfile.proxy_identity(ca, certificate)
     except OSError as exc:
         raise AdmError(f"cannot read {exc.filename}: {exc.strerror}") from None
     except ValueError as exc:
         raise AdmError(f"not a PEM certificate ({ca} or {certificate}): {exc}") from None
-    return ca_pem, host_subject(cert)
 
 
 def write(text: str, output: Optional[Path]) -> None:

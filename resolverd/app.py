@@ -1,5 +1,9 @@
 """The Flask app: ``GET /consoleresolver/token/<token>``, ``/healthz`` and ``/metrics``.
 
+``GET /consoleresolver/token/<token>?format=vv[&connect-proxy=1]`` answers
+a remote-viewer file (resolverd.vvfile) for a SPICE token instead, for
+management apps to hand to tenants; it never claims a one-time token.
+
 ``resolverd`` serves it through gunicorn configured in code (resolverd.server).
 Operators who run gunicorn themselves use the factory, with one worker,
 threads, and no --preload (the libvirt watchers live in the serving process)::
@@ -23,7 +27,7 @@ from urllib.parse import unquote
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from resolverd import metrics, settings as settings_module
+from resolverd import metrics, settings as settings_module, vvfile
 from resolverd.index import Outcome
 from resolverd.logs import token_ref
 from resolverd.service import Resolver
@@ -63,6 +67,8 @@ def create_app(settings: Optional[Settings] = None, context: Optional[ssl.SSLCon
     def token(token: str) -> Response:
         if request.method != "GET":  # Flask adds HEAD to GET routes; it must not claim a one-time token
             return _error("method not allowed", 405)
+        if request.args.get("format") == "vv":
+            return viewer_file(token)
         resolution = resolver.resolve(token, request.remote_addr or "?")
         if resolution.outcome is Outcome.OK:
             response = jsonify(resolution.document)
@@ -71,6 +77,24 @@ def create_app(settings: Optional[Settings] = None, context: Optional[ssl.SSLCon
             response.headers["Retry-After"] = "2"
         else:
             response = _error("No token found", 404)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def viewer_file(token: str) -> Response:
+        """A remote-viewer file opening the token's SPICE console through proxyd (the token is not claimed)."""
+        if not resolver.writes_viewer_files:
+            response = _error("remote-viewer files need --proxy-public, --proxy-ca and --proxy-cert", 501)
+        else:
+            outcome, text = resolver.viewer_file(token, request.remote_addr or "?",
+                                                 request.args.get("connect-proxy") == "1")
+            if outcome is Outcome.OK:
+                response = Response(text, content_type=f"{vvfile.MEDIA_TYPE}; charset=utf-8")
+                response.headers["Content-Disposition"] = 'attachment; filename="console.vv"'
+            elif outcome is Outcome.UNAVAILABLE:
+                response = _error("hypervisor connection down, retry later", 503)
+                response.headers["Retry-After"] = "2"
+            else:
+                response = _error("No SPICE console for this token", 404)
         response.headers["Cache-Control"] = "no-store"
         return response
 

@@ -150,6 +150,11 @@ class TokenIndex:
             return {"tokens": len(self._by_digest), "domains_running": running,
                     "domains_stopped": len(self._domains) - running}
 
+    def peek(self, token: str, now: datetime) -> Lookup:
+        """Find ``token`` without claiming it, one-time or not (for writing a remote-viewer file, say)."""
+        presented = token.encode("utf-8", "surrogateescape")
+        return self._evaluate(token_digest(presented), presented, now)
+
     def lookup(self, token: str, now: datetime) -> Lookup:
         """Find ``token``; a one-time token is claimed here, so only one caller ever gets OK for it."""
         presented = token.encode("utf-8", "surrogateescape")

@@ -15,12 +15,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import libvirt
 
-from resolverd import eventloop, tls
+from resolverd import eventloop, tls, vvfile
 from resolverd.bridge import ConsoleBridge
 from resolverd.index import IndexedConsole, Outcome, TokenIndex
 from resolverd.logs import token_ref
 from resolverd.metrics import CounterSet, Family
-from resolverd.settings import Settings
+from resolverd.settings import Address, Settings
 from resolverd.tickets import BridgeRoute, TicketBook
 from resolverd.watcher import Watcher
 
@@ -52,6 +52,10 @@ class Resolver:
         self._settings = settings
         self._context = context
         self._clock = clock
+        self._proxy: Optional[Tuple[Address, str, str]] = None  # public address, CA PEM, certificate subject
+        if settings.proxy_public is not None:
+            assert settings.proxy_ca is not None and settings.proxy_cert is not None
+            self._proxy = (settings.proxy_public, *vvfile.proxy_identity(settings.proxy_ca, settings.proxy_cert))
         self.index = TokenIndex()
         self.tickets = TicketBook()
         self.lookups = CounterSet("resolverd_lookups_total", "Token look-ups by outcome.", "outcome",
@@ -122,6 +126,29 @@ class Resolver:
                 token_ref(token), client, console.domain_name, console.console_type, console.index, console.uri,
                 console.target.address, " (one-time, now consumed)" if console.once else "")
         return Resolution(Outcome.OK, answer(console, ticket))
+
+    @property
+    def writes_viewer_files(self) -> bool:
+        return self._proxy is not None
+
+    def viewer_file(self, token: str, client: str, connect_proxy: bool) -> Tuple[Outcome, Optional[str]]:
+        """(outcome, the remote-viewer file) for a SPICE token; a one-time token is not claimed by this."""
+        assert self._proxy is not None
+        self.wait_ready(READY_TIMEOUT)
+        found = self.index.peek(token, self._clock())
+        console = found.console
+        if found.outcome is not Outcome.OK or console is None or console.console_type != "spice":
+            outcome = Outcome.UNKNOWN if found.outcome is Outcome.OK else found.outcome
+            reason = "not a SPICE console" if found.outcome is Outcome.OK else _FAILURE_LOG[found.outcome]
+            log.info("remote-viewer file for %s from %s refused: %s", token_ref(token), client, reason)
+            return outcome, None
+        public, ca_pem, subject = self._proxy
+        try:
+            text = vvfile.render(console.domain_name, public, token, ca_pem, subject, connect_proxy)
+        except ValueError as exc:
+            log.info("remote-viewer file for %s from %s refused: %s", token_ref(token), client, exc)
+            return Outcome.UNROUTABLE, None
+        return Outcome.OK, text
 
     def health(self) -> Tuple[bool, Dict[str, Any]]:
         connections = {uri: _state(w) for uri, w in self._watchers.items()}

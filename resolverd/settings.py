@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple, TypeVar
 
-from resolverd import config, tls
+from resolverd import config, tls, vvfile
 
 PROG = "resolverd"
 CONFIG_ENV = "RESOLVERD_CONFIG"
@@ -29,6 +29,9 @@ class Settings:
     resync_interval: float
     threads: int
     log_level: str
+    proxy_public: Optional[Address] = None
+    proxy_ca: Optional[Path] = None
+    proxy_cert: Optional[Path] = None
 
     @property
     def tls_enabled(self) -> bool:
@@ -81,6 +84,13 @@ def build_parser(exit_on_error: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--resync-interval", type=_positive(float), default=60.0, metavar="SECONDS",
                         help="full re-read of every connection as a safety net besides libvirt's events "
                              "(default: %(default)s)")
+    parser.add_argument("--proxy-public", type=address, metavar="HOST:PORT",
+                        help="where tenants reach proxyd's public port: with --proxy-ca and --proxy-cert, "
+                             "GET .../token/TOKEN?format=vv answers a remote-viewer file for a SPICE token")
+    parser.add_argument("--proxy-ca", type=Path, metavar="FILE",
+                        help="CA of proxyd's public certificate (PEM), written into remote-viewer files")
+    parser.add_argument("--proxy-cert", type=Path, metavar="FILE",
+                        help="proxyd's public certificate (PEM), whose subject remote-viewer files make it check")
     parser.add_argument("--threads", type=_positive(int), default=16, metavar="N",
                         help="request threads of the single gunicorn worker (default: %(default)s)")
     return parser
@@ -123,8 +133,18 @@ def _checked(parser: argparse.ArgumentParser, ns: argparse.Namespace) -> Setting
             tls.server_context(ns.tls_cert, ns.tls_key, ns.tls_ca)
         except config.ConfigError as exc:
             parser.error(str(exc))
+    proxy = (ns.proxy_public, ns.proxy_ca, ns.proxy_cert)
+    if any(value is not None for value in proxy) and None in proxy:
+        parser.error("--proxy-public, --proxy-ca and --proxy-cert go together")
+    if ns.proxy_ca is not None:
+        try:
+            vvfile.proxy_identity(ns.proxy_ca, ns.proxy_cert)
+        except OSError as exc:
+            parser.error(f"cannot read {exc.filename}: {exc.strerror}")
+        except ValueError as exc:
+            parser.error(f"--proxy-ca/--proxy-cert: not a PEM certificate: {exc}")
     return Settings(
         connect=tuple(dict.fromkeys(ns.connect)), listen=ns.listen, tls_cert=ns.tls_cert, tls_key=ns.tls_key,
         tls_ca=ns.tls_ca, listen_insecure=ns.listen_insecure, console_listen=ns.console_listen,
         console_advertise=ns.console_advertise, resync_interval=ns.resync_interval, threads=ns.threads,
-        log_level=ns.log_level)
+        log_level=ns.log_level, proxy_public=ns.proxy_public, proxy_ca=ns.proxy_ca, proxy_cert=ns.proxy_cert)

@@ -30,7 +30,7 @@ from lab.consoles import console_spec, enable
 from lab.netio import ByteStream, recv_exactly
 from lab.polling import within
 from lab.proxyd import Proxyd
-from lab.resolverd import REPO
+from lab.resolverd import REPO, Resolverd
 from lab.wsstream import WsStream
 from lab.xscreen import Screen, VirtualDisplay
 from lab.spice_link import (
@@ -383,3 +383,28 @@ def stop(process: subprocess.Popen) -> str:
         os.killpg(process.pid, signal.SIGKILL)
         output = process.communicate(timeout=10)[0]
     return output.decode(errors="replace")[-2000:]
+
+
+def test_resolverd_hands_management_apps_a_vv_file_without_claiming_a_one_time_token(
+        proxyd, guests, lab_libvirtd, lab_run_dir, lab_pki, tokens):
+    server = Resolverd(lab_run_dir, lab_pki, [lab_libvirtd.uri], log_level="info", extra_args=[
+        "--proxy-public", f"127.0.0.1:{proxyd.port}", "--proxy-ca", str(lab_pki.ca_cert),
+        "--proxy-cert", str(lab_pki.proxyd_server.cert)])
+    with teardown.started(server.start, server.stop):
+        guest = guests(consoles={"spice", "serial"})
+        token, = enable(lab_libvirtd.connection(), guest, console_spec("spice", once=True))
+        url = f"{server.base}/consoleresolver/token/{token}"
+        within(10, lambda: server.session.get(url, params={"format": "vv"}, timeout=10).status_code == 200)
+        answer = server.session.get(url, params={"format": "vv", "connect-proxy": "1"}, timeout=10)
+        assert answer.headers["Content-Type"].startswith("application/x-virt-viewer")
+        assert f"\ntitle={guest.name}\n" in answer.text and f"proxy=http://console:{token}@" in answer.text
+        vv_file = lab_run_dir / f"{guest.name}-api.vv"
+        vv_file.write_text(server.session.get(url, params={"format": "vv"}, timeout=10).text)
+        outcome = spice_client.connect_vv(vv_file, lab_run_dir)  # the token's first use: proxyd claims it
+        assert outcome.errors == [] and outcome.primary == GUEST_SCREEN
+        assert server.session.get(url, params={"format": "vv"}, timeout=10).status_code == 404
+        vnc = server.session.get(f"{server.base}/consoleresolver/token/{tokens['vnc']}", params={"format": "vv"},
+                                 timeout=10)
+        assert vnc.status_code == 404
+        log = server.log_text()
+        assert "remote-viewer file for tok-" in log and token not in log and tokens["vnc"] not in log

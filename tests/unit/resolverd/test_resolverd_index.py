@@ -78,6 +78,15 @@ def test_a_one_time_token_is_claimed_once_and_then_reported_consumed():
     assert index.lookup("tok-B", NOW).outcome is Outcome.OK
 
 
+def test_peeking_at_a_one_time_token_does_not_claim_it():
+    index = TokenIndex()
+    index.replace_domain(record(console(once=True)))
+    assert index.peek("tok-A", NOW).outcome is Outcome.OK
+    assert index.peek("tok-A", NOW).outcome is Outcome.OK
+    assert index.lookup("tok-A", NOW).outcome is Outcome.OK
+    assert index.peek("tok-A", NOW).outcome is Outcome.CONSUMED
+
+
 def test_a_consumed_token_read_again_from_libvirt_stays_dead():
     index = TokenIndex()
     index.replace_domain(record(console(once=True)))

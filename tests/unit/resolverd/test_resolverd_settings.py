@@ -34,6 +34,17 @@ def test_a_full_command_line(pki):
     assert (checked.resync_interval, checked.threads, checked.console_advertise) == (2.5, 4, None)
 
 
+def test_remote_viewer_files_need_proxyds_address_ca_and_certificate(pki, capsys):
+    proxy = ["--proxy-public", "console.example.com:443", "--proxy-ca", str(pki.ca_cert),
+             "--proxy-cert", str(pki.proxyd_server.cert)]
+    checked = settings.from_args(["--connect", "test:///default", "--listen-insecure"] + proxy)
+    assert (checked.proxy_public, checked.proxy_ca) == (("console.example.com", 443), pki.ca_cert)
+    assert "go together" in usage_error(capsys, ["--connect", "test:///default", "--listen-insecure"] + proxy[:4])
+    unreadable = proxy[:4] + ["--proxy-cert", "/nonexistent.pem"]
+    assert "cannot read /nonexistent.pem" in usage_error(capsys, ["--connect", "test:///default",
+                                                                   "--listen-insecure"] + unreadable)
+
+
 def test_defaults_with_listen_insecure():
     checked = settings.from_args(["--connect", "test:///default", "--listen-insecure"])
     assert checked.listen == ("127.0.0.1", 8081) and not checked.tls_enabled
@@ -122,5 +133,5 @@ def test_help_names_every_flag(capsys):
     text = capsys.readouterr().out
     for flag in ["--config", "--log-level", "--version", "--connect", "--listen", "--tls-cert", "--tls-key",
                  "--tls-ca", "--listen-insecure", "--console-listen", "--console-advertise",
-                 "--resync-interval", "--threads"]:
+                 "--resync-interval", "--threads", "--proxy-public", "--proxy-ca", "--proxy-cert"]:
         assert flag in text
