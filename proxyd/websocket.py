@@ -21,7 +21,6 @@ import asyncio
 import base64
 import binascii
 import logging
-import struct
 import time
 from typing import Callable, Optional
 
@@ -38,20 +37,9 @@ _LIBRARY_LOG = logging.getLogger("proxyd.websocket.library")
 _LIBRARY_LOG.setLevel(logging.WARNING)
 
 MAX_MESSAGE = 1024 * 1024
-_HEADER_16 = struct.Struct("!BBH")
-_HEADER_64 = struct.Struct("!BBQ")
 MAX_REASON = 123  # a close frame's payload is at most 125 bytes, two of them the code
 CLOSE_TIMEOUT = 5.0
 LINGER_QUIET = 1.0  # after failing: close once the tenant has sent nothing for this long
-
-
-def binary_header(size: int) -> bytes:
-    """RFC 6455 header of a final, unmasked binary frame (as a server sends it) carrying ``size`` bytes."""
-    if size < 126:
-        return bytes((0x82, size))
-    if size < 65536:
-        return _HEADER_16.pack(0x82, 126, size)
-    return _HEADER_64.pack(0x82, 127, size)
 
 
 class HandshakeFailed(Exception):
@@ -118,16 +106,8 @@ class WebSocketLeg(Leg):
             return
         if self.framing is Framing.BASE64:
             self.ws.send_text(base64.b64encode(data))
-        elif self.ws.extensions:  # none is ever negotiated now; the library would have to transform the frame
-            self.ws.send_binary(data)
         else:
-            # What send_binary would queue, without its Frame object and its two copies of the payload
-            # (console output is most of what a session moves).  Nothing of the library's is ever left
-            # unflushed here, but keep the order if it were.
-            self._flush()
-            assert self.transport is not None
-            self.transport.write(binary_header(len(data)) + data)
-            return
+            self.ws.send_binary(data)
         self._flush()
 
     def ping(self) -> None:
