@@ -93,6 +93,7 @@ class ConsoleBridge:
             sessions = list(self._sessions)
         for session in sessions:
             session.close("resolverd stopping")
+        log.info("console bridge stopped; %d sessions closed", len(sessions))
 
     def session_count(self) -> int:
         with self._lock:
