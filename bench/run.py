@@ -676,21 +676,27 @@ async def measure(targets: Dict[str, Target], args: argparse.Namespace, plan: Pl
     names = list(targets)
     limit = plan.limit
     cores = os.cpu_count() or 1
+    for name in names:  # warm up: the workers' first resolver connections, imports, caches
+        for _ in range(4):
+            conn = await guarded(targets[name], "warm-up", targets[name].ready(), limit)
+            if conn is not None:
+                conn.close()
 
     if "throughput" in sections:
         size = plan.stream_mib * 2 ** 20
         cpu: Dict[str, float] = {}
         for label, run in (("client->backend", upload), ("backend->client", download)):
-            values = {}
-            for name in names:
-                rates = []
-                for _ in range(plan.repeats):  # interleaved with the other columns would be fairer, but slower
+            rates: Dict[str, List[float]] = {name: [] for name in names}
+            for _ in range(plan.repeats):  # the columns take turns: the machine's other load hits them alike
+                for name in names:
                     before = targets[name].cpu()
-                    rates.append(await guarded(targets[name], f"1 stream {label}", run(targets[name], size), limit))
+                    rate = await guarded(targets[name], f"1 stream {label}", run(targets[name], size), limit)
+                    if rate is not None:
+                        rates[name].append(rate)
                     await asyncio.sleep(0.3)
                     cpu[name] = cpu.get(name, 0.0) + targets[name].cpu() - before
-                good = sorted(rate for rate in rates if rate is not None)
-                values[name] = good[len(good) // 2] if good else None
+            values: Dict[str, Optional[float]] = {name: sorted(r)[len(r) // 2] if r else None
+                                                  for name, r in rates.items()}
             table.add(f"1 stream {label} (MB/s)" + (f", median of {plan.repeats}" if plan.repeats > 1 else ""),
                       cells(values, ".0f"), ratios(values))
         per_gb: Dict[str, Optional[float]] = {name: cpu[name] / (2 * plan.repeats * size / 1e9)
