@@ -10,7 +10,9 @@
 3. The upgrade request: path, Origin, a valid upgrade (else an HTTP 4xx);
    101 with the chosen subprotocol.
 4. Token (URL or cookie), the per-address brake on failed attempts, the
-   resolver look-up, the console leg (and the VNC MITM); then the session.
+   resolver look-up, the console leg (and the VNC MITM), the claim of a
+   one-time token once the console accepted the proxy (a lost claim is a
+   refusal); then the session.
    A SPICE console (spice-html5: one websocket per channel) gets the SPICE
    MITM with the URL's token; a token the resolver no longer knows may still
    open a later channel of the session it opened (a spent one-time token),
@@ -28,7 +30,7 @@ import ssl
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Optional, Set, Union
+from typing import Callable, Optional, Set, TypeVar, Union
 
 from websockets.frames import CloseCode
 from websockets.protocol import CLOSED, CLOSING, CONNECTING, OPEN
@@ -48,7 +50,7 @@ from proxyd.protocol.spice_link import TicketKey
 from proxyd.ratelimit import FailedAttempts
 from proxyd.refusal import Refusal
 from proxyd.request import WEBSOCKET_PATH, TokenError, origin_allowed, path_of, token_of
-from proxyd.resolver import Console, ResolverClient, ResolverUnavailable, TokenRefused
+from proxyd.resolver import Console, ResolverClient, ResolverUnavailable, TokenRefused, TokenSpent
 from proxyd.session import Session
 from proxyd.spice import Access, spice_link, starts_with_link
 from proxyd.spice_directory import SessionDirectory
@@ -58,8 +60,11 @@ from resolverd.logs import token_ref
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 PEEK_RETRY = 0.01  # the first bytes came in pieces: look again after this long
 SPICE_LINK_WAIT = 0.5  # for a websocket with an unknown token: how long its first bytes may take to say SPICE
+SPENT = "this one-time token was already used"
 
 
 @dataclass
@@ -284,7 +289,7 @@ class Connection:
             return resolved if resolved is not None else await self._resolve(presented)
 
         access = Access(check_brake=self._check_brake, failed=lambda: shared.failed_attempts.failed(self.peer_host),
-                        resolve=resolve)
+                        resolve=resolve, unspent=self._unspent, claim=self._claim)
         try:
             channel = await spice_link(leg, shared.ticket_key, shared.outbound, shared.directory, access, token)
         except Refusal as refusal:
@@ -353,7 +358,8 @@ class Connection:
         console_leg = await open_console(console, self.shared.outbound, leg)
         try:
             self._tenant_still_open(leg)
-        except Refusal:
+            await self._claim(token, console)
+        except BaseException:
             console_leg.close()
             raise
         session = Session(leg, console_leg, console, self.peer, self.shared.metrics, self.shared.sessions.discard)
@@ -377,22 +383,52 @@ class Connection:
                           f"too many failed attempts; try again in {math.ceil(wait)} s")
 
     async def _resolve(self, token: str, count_failure: bool = True) -> Console:
-        loop = asyncio.get_running_loop()
         started = time.monotonic()
-        lookup = loop.run_in_executor(self.shared.executor, self.shared.resolver.lookup, token)
         try:
-            return await asyncio.wait_for(lookup, self.shared.resolver_timeout)
+            return await self._ask_resolver(self.shared.resolver.lookup, token)
         except TokenRefused:
             if count_failure:
                 self.shared.failed_attempts.failed(self.peer_host)
             raise Refusal(Failure.UNKNOWN_TOKEN, CloseCode.POLICY_VIOLATION, "unknown or expired token",
                           f"resolver does not know token {token_ref(token)}") from None
+        finally:
+            self.shared.metrics.resolver_latency(time.monotonic() - started)
+
+    async def _unspent(self, token: str, console: Console) -> None:
+        """Refuses a one-time token the look-up left unclaimed if it no longer resolves (spent meanwhile)."""
+        if not console.claim:
+            return
+        try:
+            await self._resolve(token, count_failure=False)
+        except Refusal as refusal:
+            if refusal.failure is not Failure.UNKNOWN_TOKEN:
+                raise
+            raise Refusal(Failure.TOKEN_SPENT, CloseCode.POLICY_VIOLATION, SPENT,
+                          f"one-time token {token_ref(token)} spent since its look-up") from None
+
+    async def _claim(self, token: str, console: Console) -> None:
+        """Spend a one-time token the look-up left unclaimed, now that the console accepted the proxy."""
+        if not console.claim:
+            return
+        try:
+            await self._ask_resolver(self.shared.resolver.claim, token)
+        except TokenSpent:
+            raise Refusal(Failure.TOKEN_SPENT, CloseCode.POLICY_VIOLATION, SPENT,
+                          f"claim of one-time token {token_ref(token)} lost: another session spent it") from None
+        except TokenRefused:
+            raise Refusal(Failure.UNKNOWN_TOKEN, CloseCode.POLICY_VIOLATION, "unknown or expired token",
+                          f"resolver no longer knows token {token_ref(token)} at its claim") from None
+        log.info("claimed one-time token %s client=%s domain=%s", token_ref(token), self.peer, console.domain)
+
+    async def _ask_resolver(self, call: Callable[[str], T], token: str) -> T:
+        """``call(token)`` in the thread pool, within the resolver time-out; TokenRefused passes through."""
+        asked = asyncio.get_running_loop().run_in_executor(self.shared.executor, call, token)
+        try:
+            return await asyncio.wait_for(asked, self.shared.resolver_timeout)
         except (ResolverUnavailable, asyncio.TimeoutError) as exc:
             raise Refusal(Failure.RESOLVER_UNAVAILABLE, CloseCode.TRY_AGAIN_LATER,
                           "the console directory is unavailable; try again later",
                           f"resolver: {str(exc) or 'no answer in time'}") from None
-        finally:
-            self.shared.metrics.resolver_latency(time.monotonic() - started)
 
     def _refuse(self, refusal: Refusal) -> None:
         self.shared.metrics.failed(refusal.failure)

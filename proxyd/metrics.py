@@ -34,6 +34,7 @@ class Failure(str, enum.Enum):
     ORIGIN = "origin"
     NO_TOKEN = "no_token"
     UNKNOWN_TOKEN = "unknown_token"
+    TOKEN_SPENT = "token_spent"
     UNKNOWN_SESSION = "unknown_session"
     RATE_LIMITED = "rate_limited"
     RESOLVER_UNAVAILABLE = "resolver_unavailable"

@@ -1,4 +1,10 @@
-"""Client of resolverd's token API: ``GET <base>/token/<token>`` over mutual TLS.
+"""Client of resolverd's token API: ``GET <base>/token/<token>`` over mutual TLS, and the claim of one-time tokens.
+
+The look-up asks resolverd not to claim a one-time token (``?claim=later``;
+resolvers of the anchor's shape ignore it): the answer then says so, and the
+connection claims the token (``POST <base>/token/<token>/claim``) only once
+the console accepted the proxy, so a console that refuses or is down does not
+spend the tenant's token.  Exactly one claim of a one-time token wins.
 
 Blocking http.client calls meant for a worker's thread pool: one kept-alive
 connection per thread, a connect time-out and a read time-out, so a resolver
@@ -33,6 +39,10 @@ class TokenRefused(Exception):
     """resolverd does not know the token (or it expired, or was used up)."""
 
 
+class TokenSpent(TokenRefused):
+    """The claim of a one-time token was lost: another session spent it first."""
+
+
 class ResolverUnavailable(Exception):
     """No answer that can be trusted: down, slow, refused our certificate, or answered nonsense."""
 
@@ -47,6 +57,7 @@ class Console:
     password: Optional[str] = None
     bridge_ticket: Optional[str] = None  # set for pty consoles, reached through resolverd's bridge
     domain: str = "?"  # name (or UUID) for logs, when the resolver says
+    claim: bool = False  # a one-time token the look-up left unclaimed: claim it once the console accepted us
 
     @property
     def address(self) -> str:
@@ -81,11 +92,15 @@ def parse_answer(document: Any) -> Console:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{field} is not a string")
         optional[field] = value
+    for field in ("once", "claimed"):
+        if not isinstance(document.get(field, False), bool):
+            raise ValueError(f"{field} is not a boolean")
     if flags["insecure"] and flags["tlsTunnel"]:
         raise ValueError("insecure and tlsTunnel contradict each other")
     return Console(type=kind, host=host, port=port, insecure=flags["insecure"], tls_tunnel=flags["tlsTunnel"],
                    password=optional["password"], bridge_ticket=optional["bridgeTicket"],
-                   domain=optional["domainName"] or optional["domainUuid"] or "?")
+                   domain=optional["domainName"] or optional["domainUuid"] or "?",
+                   claim=document.get("once") is True and document.get("claimed") is False)
 
 
 class ResolverClient:
@@ -108,11 +123,8 @@ class ResolverClient:
         self._session: Optional[ssl.SSLSession] = None  # of the last connection that answered
 
     def lookup(self, token: str) -> Console:
-        """Blocking; run it in a thread pool."""
-        try:
-            status, body = self._exchange(token)
-        except (OSError, http.client.HTTPException) as exc:
-            raise ResolverUnavailable(_describe(exc)) from None
+        """Blocking; run it in a thread pool.  A one-time token is left unclaimed (``Console.claim``)."""
+        status, body = self._call("GET", self._path + quote(token, safe="") + "?claim=later")
         if status == 404:
             raise TokenRefused()
         if status != 200:
@@ -122,10 +134,26 @@ class ResolverClient:
         except ValueError as exc:
             raise ResolverUnavailable(f"unusable answer: {exc}") from None
 
-    def _exchange(self, token: str) -> "tuple[int, bytes]":
+    def claim(self, token: str) -> None:
+        """Blocking: spend a one-time token; TokenSpent if another session spent it first."""
+        status, _ = self._call("POST", self._path + quote(token, safe="") + "/claim")
+        if status == 409:
+            raise TokenSpent()
+        if status == 404:
+            raise TokenRefused()
+        if status != 200:
+            raise ResolverUnavailable(f"resolver answered HTTP {status} to a claim")
+
+    def _call(self, method: str, path: str) -> "tuple[int, bytes]":
+        try:
+            return self._exchange(method, path)
+        except (OSError, http.client.HTTPException) as exc:
+            raise ResolverUnavailable(_describe(exc)) from None
+
+    def _exchange(self, method: str, path: str) -> "tuple[int, bytes]":
         connection, reused = self._connection()
         try:
-            return self._get(connection, token)
+            return self._request(connection, method, path)
         except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
             self._drop(connection)
             if not reused:
@@ -136,7 +164,7 @@ class ResolverClient:
         # resolverd closed the idle kept-alive connection before reading the request: retry once.
         connection, _ = self._connection()
         try:
-            return self._get(connection, token)
+            return self._request(connection, method, path)
         except BaseException:
             self._drop(connection)
             raise
@@ -147,8 +175,8 @@ class ResolverClient:
         for connection in connections:
             connection.close()
 
-    def _get(self, connection: http.client.HTTPConnection, token: str) -> "tuple[int, bytes]":
-        connection.request("GET", self._path + quote(token, safe=""), headers={"Accept": "application/json"})
+    def _request(self, connection: http.client.HTTPConnection, method: str, path: str) -> "tuple[int, bytes]":
+        connection.request(method, path, headers={"Accept": "application/json"})
         sock = connection.sock  # http.client lets go of it when the answer says Connection: close
         response = connection.getresponse()
         if isinstance(sock, ssl.SSLSocket):

@@ -22,7 +22,14 @@ The ticket is the token, unless the front carried the token: then the
 ticket is not checked (spice-html5 sends whatever password its page has).
 
 QEMU gets the real password only after the tenant's ticket passed, and the
-tenant hears OK only after QEMU did.  Errors reach the client as SPICE
+tenant hears OK only after QEMU did.  On main, a one-time token the look-up
+left unclaimed is claimed between QEMU's OK and the tenant's: a console that
+refuses or is down leaves the token unspent, and a lost claim (another
+session spent it first) is the tenant's PERMISSION_DENIED.  Because QEMU
+drops its client whenever it accepts a new main link, such a token is
+looked up again just before QEMU gets the password: a session that spent it
+meanwhile (say while this tenant's websocket sat open) is not cut off by a
+main link that would lose the claim anyway.  Errors reach the client as SPICE
 expects them (the whole error reply before the link reply, a bare u32
 after it); QEMU's own error codes are passed on.
 
@@ -84,6 +91,7 @@ T = TypeVar("T")
 # Why the proxy turned a link down -> what the SPICE client is told.
 LINK_ERRORS = {
     Failure.UNKNOWN_TOKEN: LinkError.PERMISSION_DENIED,
+    Failure.TOKEN_SPENT: LinkError.PERMISSION_DENIED,
     Failure.RATE_LIMITED: LinkError.PERMISSION_DENIED,
     Failure.POLICY: LinkError.PERMISSION_DENIED,
     Failure.UNKNOWN_SESSION: LinkError.BAD_CONNECTION_ID,
@@ -109,6 +117,10 @@ class Access:
     """Counts a failed attempt against the client's address."""
     resolve: Callable[[str], Awaitable[Console]]
     """The console of a token; raises a Refusal (and counts the failure) for an unknown one."""
+    unspent: Callable[[str, Console], Awaitable[None]]
+    """Raises a Refusal if a one-time token the look-up left unclaimed was spent since."""
+    claim: Callable[[str, Console], Awaitable[None]]
+    """Spends a one-time token the look-up left unclaimed; raises a Refusal when the claim is lost."""
 
 
 @dataclass
@@ -288,7 +300,9 @@ class _Link:
             announced = common
             await self._check_ticket(await self._ticket(self._reply(common, channel)), token)
         mini_header = self._header_mode(message, backend_message, announced, reply)
+        await self.access.unspent(token, console)  # QEMU drops its client for any main link it accepts
         linked = await self._backend_linked()
+        await self.access.claim(token, console)
         remaining = self._complete()
         relay = MainRelay(self.tenant.send, mini_header, console.address)
         relay.feed(linked.remaining)

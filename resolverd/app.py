@@ -1,4 +1,25 @@
-"""The Flask app: ``GET /consoleresolver/token/<token>``, ``/healthz`` and ``/metrics``.
+"""The Flask app: ``GET /consoleresolver/token/<token>``, its claim, ``/healthz`` and ``/metrics``.
+
+One-time tokens are spent in one of two ways:
+
+- **the anchor's way** (a client that only knows ``GET``): a plain
+  ``GET /consoleresolver/token/<token>`` (or ``?claim=now``) claims a
+  one-time token as it answers, so only one look-up ever gets it.  A client
+  that never heard of claims cannot reuse a one-time token by mistake; if
+  its console then fails, the token is spent all the same.
+- **two steps** (proxyd): ``GET /consoleresolver/token/<token>?claim=later``
+  answers without claiming (``"once": true, "claimed": false``), as often
+  as asked until the token is claimed; once the console accepted the proxy
+  (SPICE: QEMU's link result OK on the main channel; VNC and serial: the
+  console's handshake done), ``POST /consoleresolver/token/<token>/claim``
+  claims it: 200 ``{"claimed": true}`` for exactly one caller, 409 for
+  every later one (and the look-ups answer 404 from then on), 404 for a
+  token that is unknown, expired or whose guest stopped, 503 while the
+  hypervisor's connection is down.  Claiming a token that is not one-time
+  is allowed and changes nothing.
+
+Either way the claim is durable: resolverd gives the token's libvirt secret
+a fresh value before it answers, so a restarted resolverd never revives it.
 
 ``GET /consoleresolver/token/<token>?format=vv[&connect-proxy=1]`` answers
 a remote-viewer file (resolverd.vvfile) for a SPICE token instead, for
@@ -35,7 +56,7 @@ from resolverd.settings import Settings
 
 EXTENSION = "resolverd"
 TOKEN_PATH = "/consoleresolver/token/"
-_TOKEN_IN_PATH = re.compile(re.escape(TOKEN_PATH) + r"([^\s?#\"']+)")
+_TOKEN_IN_PATH = re.compile(re.escape(TOKEN_PATH) + r"([^\s?#\"'/]+)")  # "/claim" may follow
 
 
 class TokenPathRedactor(logging.Filter):
@@ -69,14 +90,26 @@ def create_app(settings: Optional[Settings] = None, context: Optional[ssl.SSLCon
             return _error("method not allowed", 405)
         if request.args.get("format") == "vv":
             return viewer_file(token)
-        resolution = resolver.resolve(token, request.remote_addr or "?")
+        claim = request.args.get("claim", "now")
+        if claim not in ("now", "later"):
+            return _error("claim must be now or later", 400)
+        resolution = resolver.resolve(token, request.remote_addr or "?", claim == "now")
         if resolution.outcome is Outcome.OK:
             response = jsonify(resolution.document)
-        elif resolution.outcome is Outcome.UNAVAILABLE:
-            response = _error("hypervisor connection down, retry later", 503)
-            response.headers["Retry-After"] = "2"
         else:
-            response = _error("No token found", 404)
+            response = _refusal(resolution.outcome)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.route(TOKEN_PATH + "<path:token>/claim", methods=["POST"])
+    def claim(token: str) -> Response:
+        outcome = resolver.claim(token, request.remote_addr or "?")
+        if outcome is Outcome.OK:
+            response = jsonify({"claimed": True})
+        elif outcome is Outcome.CONSUMED:
+            response = _error("token already claimed", 409)
+        else:
+            response = _refusal(outcome)
         response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -91,8 +124,7 @@ def create_app(settings: Optional[Settings] = None, context: Optional[ssl.SSLCon
                 response = Response(text, content_type=f"{vvfile.MEDIA_TYPE}; charset=utf-8")
                 response.headers["Content-Disposition"] = 'attachment; filename="console.vv"'
             elif outcome is Outcome.UNAVAILABLE:
-                response = _error("hypervisor connection down, retry later", 503)
-                response.headers["Retry-After"] = "2"
+                response = _refusal(outcome)
             else:
                 response = _error("No SPICE console for this token", 404)
         response.headers["Cache-Control"] = "no-store"
@@ -114,6 +146,15 @@ def create_app(settings: Optional[Settings] = None, context: Optional[ssl.SSLCon
         return Response(metrics.render(resolver.metric_families()), content_type=metrics.CONTENT_TYPE)
 
     return app
+
+
+def _refusal(outcome: Outcome) -> Response:
+    """The answer to a token that did not resolve: 503 while libvirt is away, else an unknown token's 404."""
+    if outcome is Outcome.UNAVAILABLE:
+        response = _error("hypervisor connection down, retry later", 503)
+        response.headers["Retry-After"] = "2"
+        return response
+    return _error("No token found", 404)
 
 
 def _error(message: str, status: int) -> Response:

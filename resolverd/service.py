@@ -17,7 +17,7 @@ import libvirt
 
 from resolverd import eventloop, tls, vvfile
 from resolverd.bridge import ConsoleBridge
-from resolverd.index import IndexedConsole, Outcome, TokenIndex
+from resolverd.index import IndexedConsole, Lookup, Outcome, TokenIndex
 from resolverd.logs import token_ref
 from resolverd.metrics import CounterSet, Family
 from resolverd.settings import Address, Settings
@@ -60,6 +60,8 @@ class Resolver:
         self.tickets = TicketBook()
         self.lookups = CounterSet("resolverd_lookups_total", "Token look-ups by outcome.", "outcome",
                                   [o.value for o in Outcome])
+        self.claims = CounterSet("resolverd_claims_total", "Token claims by outcome.", "outcome",
+                                 [o.value for o in Outcome])
         self._watchers: Dict[str, Watcher] = {}
         self._bridge: Optional[ConsoleBridge] = None
         self._start_lock = threading.Lock()
@@ -101,31 +103,46 @@ class Resolver:
             self._ready = all(w.first_attempt.wait(timeout) for w in self._watchers.values())
         return self._ready
 
-    def resolve(self, token: str, client: str) -> Resolution:
+    def resolve(self, token: str, client: str, claim: bool) -> Resolution:
+        """The console of ``token``; a one-time token is claimed by this look-up if ``claim``, else left unclaimed."""
         self.wait_ready(READY_TIMEOUT)
-        found = self.index.lookup(token, self._clock())
+        found = (self.index.lookup if claim else self.index.peek)(token, self._clock())
         self.lookups.inc(found.outcome.value)
         console = found.console
         if found.outcome is not Outcome.OK:
-            where = ""
-            if console is not None:
-                where = f" ({console.domain_name} {console.console_type} {console.index} on {console.uri})"
-                if found.outcome is Outcome.UNROUTABLE:
-                    where += f": {console.unroutable}"
-            log.info("lookup %s from %s refused: %s%s", token_ref(token), client, _FAILURE_LOG[found.outcome], where)
+            _log_refusal("lookup", token, client, found)
             return Resolution(found.outcome)
         assert console is not None and console.target is not None
-        if console.once:
+        if console.once and claim:
             self._watchers[console.uri].consume(console.secret_uuid)
         ticket = None
         if console.target.bridge_device is not None:
             ticket = self.tickets.issue(BridgeRoute(console.uri, console.domain_uuid, console.target.bridge_device))
         # Successful look-ups come from the proxy, which logs the tenant's session itself: at INFO they
         # would cost a third of the throughput (threads queue on the log handler's lock).
+        once = ""
+        if console.once:
+            once = " (one-time, now consumed)" if claim else " (one-time, to be claimed)"
         log.log(logging.INFO if console.once else logging.DEBUG, "lookup %s from %s: %s %s %d on %s -> %s%s",
                 token_ref(token), client, console.domain_name, console.console_type, console.index, console.uri,
-                console.target.address, " (one-time, now consumed)" if console.once else "")
-        return Resolution(Outcome.OK, answer(console, ticket))
+                console.target.address, once)
+        return Resolution(Outcome.OK, answer(console, ticket, claim))
+
+    def claim(self, token: str, client: str) -> Outcome:
+        """Claim ``token`` for one session: OK for exactly one caller of a one-time token (and any of others)."""
+        self.wait_ready(READY_TIMEOUT)
+        found = self.index.lookup(token, self._clock())
+        self.claims.inc(found.outcome.value)
+        console = found.console
+        if found.outcome is not Outcome.OK:
+            _log_refusal("claim of", token, client, found)
+            return found.outcome
+        assert console is not None
+        if console.once:
+            self._watchers[console.uri].consume(console.secret_uuid)
+            log.info("claim of %s from %s: %s %s %d on %s, one-time token now consumed", token_ref(token), client,
+                     console.domain_name, console.console_type, console.index, console.uri)
+        return Outcome.OK
 
     @property
     def writes_viewer_files(self) -> bool:
@@ -159,6 +176,7 @@ class Resolver:
         counts = self.index.counts()
         return [
             self.lookups.family(),
+            self.claims.family(),
             Family("resolverd_libvirt_connected", "gauge", "1 while the libvirt connection is up, per URI.",
                    [({"uri": uri}, float(w.connected)) for uri, w in self._watchers.items()]),
             Family("resolverd_resync_seconds", "gauge", "Duration of the last full resync, per URI.",
@@ -182,8 +200,18 @@ def _state(watcher: Watcher) -> str:
     return "indexing" if watcher.connected else "disconnected"
 
 
-def answer(console: IndexedConsole, bridge_ticket: Optional[str]) -> Dict[str, Any]:
-    """The anchor's JSON fields first, then ours."""
+def _log_refusal(what: str, token: str, client: str, found: Lookup) -> None:
+    console = found.console
+    where = ""
+    if console is not None:
+        where = f" ({console.domain_name} {console.console_type} {console.index} on {console.uri})"
+        if found.outcome is Outcome.UNROUTABLE:
+            where += f": {console.unroutable}"
+    log.info("%s %s from %s refused: %s%s", what, token_ref(token), client, _FAILURE_LOG[found.outcome], where)
+
+
+def answer(console: IndexedConsole, bridge_ticket: Optional[str], claimed: bool) -> Dict[str, Any]:
+    """The anchor's JSON fields first, then ours; a one-time token's says whether this look-up claimed it."""
     target = console.target
     assert target is not None
     document: Dict[str, Any] = {
@@ -196,4 +224,6 @@ def answer(console: IndexedConsole, bridge_ticket: Optional[str]) -> Dict[str, A
         "domainUuid": console.domain_uuid, "domainName": console.domain_name, "consoleType": console.console_type,
         "index": console.index, "expires": console.expires.isoformat() if console.expires else None,
         "once": console.once})
+    if console.once:
+        document["claimed"] = claimed
     return document

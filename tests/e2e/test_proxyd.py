@@ -25,13 +25,14 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from lab.bootsector import BANNER, ENQ
-from lab.consoles import tokens_of
+from lab.consoles import console_spec, enable, tokens_of
 from lab.polling import within
 from lab.ports import free_port
 from lab.proxyd import Proxyd
 from lab.spice_link import CHANNEL_MAIN, LINK_OK, authenticate, link, link_message
 from lab.vnc_vencrypt import RFB_VERSION, finish
 from lab.wsstream import DEADLINE, WsStream, close_of
+from resolverd.logs import token_ref
 
 
 @pytest.fixture(scope="module")
@@ -295,12 +296,51 @@ def test_qemu_killed_mid_session_closes_only_its_session(proxyd, tokens, guests,
 def vnc_session(stack: ExitStack, proxy: Proxyd, token: str) -> WsStream:
     """A VNC session through the proxy, up to ServerInit (QEMU lets many viewers share the screen)."""
     stream = WsStream(stack.enter_context(proxy.open(token)))
+    rfb_handshake(stream)
+    return stream
+
+
+def rfb_handshake(stream: WsStream) -> None:
+    """The tenant's side of the RFB handshake through the proxy, up to ServerInit."""
     assert stream.recv(12) == RFB_VERSION
     stream.sendall(RFB_VERSION)
     assert stream.recv(2) == b"\x01\x01"
     stream.sendall(b"\x01")
     finish(stream)
-    return stream
+
+
+def test_a_one_time_token_is_spent_by_the_first_session_its_console_accepted(lab_run_dir, lab_pki, resolver, guests,
+                                                                             lab_libvirtd):
+    """Not by an attempt the console never answered; of two tenants looked up together, the first through wins."""
+    proxy = Proxyd(lab_run_dir, lab_pki, resolver, "--handshake-timeout", "2", workers=1).start()
+    victim = guests(consoles={"vnc"})
+    indexed = resolver.metric("resolverd_index_tokens")
+    token, = enable(lab_libvirtd.connection(), victim, console_spec("vnc", once=True))
+    within(10, lambda: resolver.metric("resolverd_index_tokens") > indexed)  # a plain look-up would claim it
+    try:
+        os.kill(victim.qemu_pid(), signal.SIGSTOP)
+        try:
+            with proxy.open(token) as ws:
+                assert close_of(ws) == (1013, "timed out opening the console")
+        finally:
+            os.kill(victim.qemu_pid(), signal.SIGCONT)
+        looked_up = f"lookup {token_ref(token)} from"
+        before = resolver.log_text().count(looked_up)
+        with ExitStack() as stack:
+            first, second = (WsStream(stack.enter_context(proxy.open(token))) for _ in range(2))
+            within(5, lambda: resolver.log_text().count(looked_up) == before + 2)  # both looked up, none claimed
+            rfb_handshake(first)
+            with pytest.raises(ConnectionClosed):
+                rfb_handshake(second)
+            assert close_of(second.ws) == (1008, "this one-time token was already used")
+            vnc_alive(first)
+        with proxy.open(token) as late:
+            assert close_of(late) == (1008, "unknown or expired token")
+        log = proxy.log_text()
+        assert log.count("claimed one-time token") == 1 and token not in log
+        assert re.findall(r"refused client=\S+ reason=(\w+)", log) == ["timeout", "token_spent", "unknown_token"]
+    finally:
+        proxy.stop()
 
 
 def vnc_alive(stream: WsStream) -> None:

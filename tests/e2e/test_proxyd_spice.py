@@ -8,6 +8,7 @@ under Xvfb (Debian: virt-viewer, xvfb, x11-apps) and is skipped without it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -32,7 +33,9 @@ from lab.polling import within
 from lab.proxyd import Proxyd
 from lab.resolverd import REPO, Resolverd
 from lab.wsstream import WsStream
+from lab.wsstream import close_of
 from lab.xscreen import Screen, VirtualDisplay
+from resolverd.logs import token_ref
 from lab.spice_link import (
     CHANNEL_DISPLAY,
     CHANNEL_MAIN,
@@ -206,6 +209,43 @@ def test_one_time_token_over_websockets_one_session_whose_channels_open_late(own
             assert linked(WsStream(display), "", CHANNEL_DISPLAY, session) == LINK_OK
             with proxyd.open(tokens["spice"]) as other:  # a live token, but not the one that opened the session
                 assert linked(WsStream(other), "", CHANNEL_DISPLAY, session) == LINK_PERMISSION_DENIED
+
+
+def set_spice_password(guest, password: str) -> None:
+    """QEMU's SPICE password, behind libvirt's back (the resolver keeps handing out the domain's)."""
+    command = {"execute": "set_password", "arguments": {"protocol": "spice", "password": password}}
+    libvirt_qemu.qemuMonitorCommand(guest.domain, json.dumps(command), 0)
+
+
+def test_one_time_token_outlives_main_links_qemu_refused_and_then_opens_one_session(own_proxyd, guests,
+                                                                                     lab_libvirtd, resolver):
+    proxyd = own_proxyd
+    guest = guests(consoles={"spice", "serial"})
+    indexed = resolver.metric("resolverd_index_tokens")
+    token, = enable(lab_libvirtd.connection(), guest, console_spec("spice", once=True))
+    within(10, lambda: resolver.metric("resolverd_index_tokens") > indexed)  # a plain look-up would claim it
+    set_spice_password(guest, "not-" + guest.spice_password)  # the password the resolver reports is now wrong
+    with tls_to(proxyd) as sock:
+        assert linked(sock, token, CHANNEL_MAIN, 0) == LINK_PERMISSION_DENIED
+    with proxyd.open(token) as ws:
+        assert linked(WsStream(ws), "", CHANNEL_MAIN, 0) == LINK_PERMISSION_DENIED
+    set_spice_password(guest, guest.spice_password)
+    looked_up = f"lookup {token_ref(token)} from"
+    before = resolver.log_text().count(looked_up)
+    with proxyd.open(token) as early:
+        within(5, lambda: resolver.log_text().count(looked_up) == before + 1)  # looked up, not claimed
+        with tls_to(proxyd) as main:
+            session = main_session(main, token)
+            assert linked(WsStream(early), "", CHANNEL_MAIN, 0) == LINK_PERMISSION_DENIED
+            assert close_of(early) == (1008, "this one-time token was already used")
+            with tls_to(proxyd) as again:
+                assert linked(again, token, CHANNEL_MAIN, 0) == LINK_PERMISSION_DENIED
+            with tls_to(proxyd) as display:  # QEMU never saw the refused main links: the session is whole
+                assert linked(display, token, CHANNEL_DISPLAY, session) == LINK_OK
+    within(5, lambda: len(refusals(proxyd)) == 4)
+    assert refusals(proxyd) == ["backend_protocol", "backend_protocol", "token_spent", "unknown_token"]
+    log = proxyd.log_text()
+    assert log.count("claimed one-time token") == 1 and token not in log and guest.spice_password not in log
 
 
 def test_expiring_token_opens_no_session_after_its_deadline_but_its_session_keeps_opening_channels(

@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Tuple
 import pytest
 
 from lab.pki import Pki
-from proxyd.resolver import Console, ResolverClient, ResolverUnavailable, TokenRefused, parse_answer
+from proxyd.resolver import Console, ResolverClient, ResolverUnavailable, TokenRefused, TokenSpent, parse_answer
 from resolverd import tls
 
 GOOD = {"type": "vnc", "address": "127.0.0.1:5901", "insecure": False, "tlsTunnel": False}
@@ -39,6 +39,17 @@ def test_resolverd_extra_fields_and_console_alias():
     assert console.address == "[::1]:7000"
 
 
+@pytest.mark.parametrize("fields, claim", [
+    ({}, False),  # the anchor's shape: nothing to claim
+    ({"once": False}, False),
+    ({"once": True, "claimed": True}, False),  # a resolver that claimed it with the look-up
+    ({"once": True}, False),  # an older resolverd that claimed it with the look-up and did not say so
+    ({"once": True, "claimed": False}, True),
+])
+def test_a_one_time_token_is_claimed_by_the_proxy_only_when_the_look_up_left_it_unclaimed(fields, claim):
+    assert parse_answer({**GOOD, **fields}).claim is claim
+
+
 def test_missing_flags_default_to_false_and_password_is_kept():
     console = parse_answer({"type": "spice", "address": "h:1", "password": "pw"})
     assert not console.insecure and not console.tls_tunnel and console.password == "pw"
@@ -54,6 +65,8 @@ def test_missing_flags_default_to_false_and_password_is_kept():
     ({"type": "vnc", "address": "::1:5900"}, "bad address"),
     ({"type": "vnc", "address": "h:1", "insecure": "yes"}, "insecure is not a boolean"),
     ({"type": "vnc", "address": "h:1", "password": 5}, "password is not a string"),
+    ({"type": "vnc", "address": "h:1", "once": "yes"}, "once is not a boolean"),
+    ({"type": "vnc", "address": "h:1", "once": True, "claimed": 0}, "claimed is not a boolean"),
     ({"type": "vnc", "address": "h:1", "insecure": True, "tlsTunnel": True}, "contradict"),
 ])
 def test_bad_answers(document, message):
@@ -83,6 +96,10 @@ class Resolver:
             def do_GET(self) -> None:
                 outer.paths.append(self.path)
                 outer.resumed.append(self.connection.session_reused)
+                answer(self)
+
+            def do_POST(self) -> None:
+                outer.paths.append("POST " + self.path)
                 answer(self)
 
             def log_message(self, *args) -> None:
@@ -135,8 +152,25 @@ def test_lookup_path_and_keep_alive(resolver):
     server, client = resolver(reply(200, json.dumps(GOOD).encode()))
     assert client.lookup("abc/..?x") == parse_answer(GOOD)
     assert client.lookup("second") == parse_answer(GOOD)
-    assert server.paths == ["/consoleresolver/token/abc%2F..%3Fx", "/consoleresolver/token/second"]
+    assert server.paths == ["/consoleresolver/token/abc%2F..%3Fx?claim=later",
+                            "/consoleresolver/token/second?claim=later"]
     assert server.connections == 1
+
+
+def test_a_claim_is_a_post_on_the_token_kept_alive_with_the_look_ups(resolver):
+    server, client = resolver(reply(200, b'{"claimed": true}'))
+    client.claim("abc/..?x")
+    client.claim("second")
+    assert server.paths == ["POST /consoleresolver/token/abc%2F..%3Fx/claim",
+                            "POST /consoleresolver/token/second/claim"]
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("status, refusal", [(409, TokenSpent), (404, TokenRefused), (503, ResolverUnavailable)])
+def test_a_lost_claim_is_token_spent_and_others_refused_or_unavailable(resolver, status, refusal):
+    _, client = resolver(reply(status, b'{"error": "x"}'))
+    with pytest.raises(refusal):
+        client.claim("tok")
 
 
 def test_unknown_token_is_404(resolver):

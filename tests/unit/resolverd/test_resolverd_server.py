@@ -26,6 +26,13 @@ def test_percent_encoded_tokens_are_referenced_by_their_decoded_value():
     assert entry.getMessage() == f'127.0.0.1 "GET /consoleresolver/token/{token_ref("a/b")} HTTP/1.1" 404'
 
 
+def test_the_token_of_a_claim_is_referenced_and_the_claim_kept():
+    entry = record('127.0.0.1 "POST /consoleresolver/token/s3cr3t-T0ken/claim HTTP/1.1" 409')
+    TokenPathRedactor().filter(entry)
+    reference = token_ref("s3cr3t-T0ken")
+    assert entry.getMessage() == f'127.0.0.1 "POST /consoleresolver/token/{reference}/claim HTTP/1.1" 409'
+
+
 def test_other_messages_are_untouched():
     entry = record("GET %s", "/healthz")
     TokenPathRedactor().filter(entry)
