@@ -53,9 +53,8 @@ def render(demo: Demo, up_seconds: float, native_spice_problem: Optional[str], s
                   f"  terminal:  {serial_command(demo, console.url)}",
                   "             (Ctrl-] leaves)",
                   ""]
-    lines += ["SPICE over the websocket (spice-html5 and the like; link and password checked):",
-              f"  websocket: {spice.url}",
-              f"  SPICE password: {demo.guest.spice_password}"]
+    lines += ["SPICE over the websocket (spice-html5 and the like, no password needed; link checked):",
+              f"  websocket: {spice.url}"]
     if native_spice_problem is None:
         lines += ["SPICE in remote-viewer (checked):", f"  {spice.remote_viewer}"]
     else:
