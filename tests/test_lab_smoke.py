@@ -244,9 +244,22 @@ def test_guests_survive_libvirtd_kill(lab_libvirtd, make_guest: GuestFactory):
 INNER_TEST = """
 import os, time
 
-def test_inner(make_guest, lab_run_dir):
+from lab.proxyd import Proxyd
+from lab.resolverd import Resolverd
+from lab.teardown import started
+
+def test_inner(make_guest, lab_run_dir, lab_pki, lab_libvirtd):
     guest = make_guest(consoles={"serial", "vnc"})
-    print("LAB", lab_run_dir, guest.name, flush=True)
+    resolver = Resolverd(lab_run_dir, lab_pki, [lab_libvirtd.uri], log_level="info")
+    with started(resolver.start, resolver.stop):
+        proxy = Proxyd(lab_run_dir, lab_pki, resolver, workers=1).start()
+        print("LAB", lab_run_dir, guest.name, flush=True)
+        try:
+            run_until_the_end()
+        finally:
+            proxy.stop()
+
+def run_until_the_end():
     if os.environ["VCP_INNER_MODE"] == "fail":
         assert False, "deliberate failure"
     time.sleep(120)
@@ -269,7 +282,7 @@ def _wait_until_gone(run_dir: Path, timeout: float) -> list[int]:
 
 @pytest.mark.parametrize("mode", ["fail", "sigint", "sigterm", "sigkill"])
 def test_teardown_leaves_nothing_behind(tmp_path: Path, mode: str):
-    """A whole pytest session with a lab guest, ended four ways."""
+    """A whole pytest session with a lab guest, resolverd and proxyd, ended four ways."""
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "test_inner.py").write_text(INNER_TEST)
     tests_dir = Path(__file__).resolve().parent

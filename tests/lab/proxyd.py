@@ -18,6 +18,7 @@ from resolverd.tls import client_context
 from . import teardown
 from .pki import CertPair, Pki
 from .ports import free_port
+from .processes import end_with_this_process
 from .resolverd import REPO, Resolverd
 from .wsstream import DEADLINE
 
@@ -61,6 +62,7 @@ class Proxyd:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=end_with_this_process,
                                             env=dict(os.environ, **(environment or {})))
         self._key = teardown.register(self.kill)
         deadline = time.monotonic() + 20

@@ -14,6 +14,7 @@ import requests
 
 from .pki import Pki
 from .ports import free_port
+from .processes import end_with_this_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,7 +50,8 @@ class Resolverd:
         """``environment``: the whole environment of the process (default: this one's)."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv or self.command(), cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True, env=environment)
+                                            stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=end_with_this_process, env=environment)
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:

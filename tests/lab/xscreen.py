@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Dict, List, Optional
 
 from . import teardown
+from .processes import end_with_this_process
 
 XWD_HEADER = struct.Struct(">25I")
 XWD_COLOR = 12
@@ -89,7 +90,8 @@ class VirtualDisplay:
         read_end, write_end = os.pipe()
         self.process = subprocess.Popen(
             ["Xvfb", "-displayfd", str(write_end), "-screen", "0", self.size, "-nolisten", "tcp", "-noreset"],
-            pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=end_with_this_process)
         os.close(write_end)
         self._key = teardown.register(self.close)
         with os.fdopen(read_end) as announced:
