@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Type, Union
 
 from ..errors import MalformedMessage, Oversized, ProtocolError, UnsupportedVersion
-from ..receive_buffer import ReceiveBuffer
+from ..handshake import Handshake
 from .errors import AuthenticationFailed, ServerRefused, UnsupportedSecurityType
 from .messages import (
     MAX_REASON_LENGTH,
@@ -71,12 +71,11 @@ class _State(enum.Enum):
     FAILED = "failed"
 
 
-class RfbBackendHandshake:
+class RfbBackendHandshake(Handshake):
     def __init__(self, *, password: Optional[str] = None, allow_none: bool = False) -> None:
         self._password = password.encode("utf-8") if password else None
         self._allow_none = allow_none
-        self._buffer = ReceiveBuffer(MAX_PENDING)
-        self._out = bytearray()
+        super().__init__(MAX_PENDING)
         self._state = _State.VERSION
         self._version = RfbVersion.V3_8  # until the server's version is read
         self._security_type = SecurityType.INVALID
@@ -95,15 +94,6 @@ class RfbBackendHandshake:
             _State.SECURITY_RESULT: self._on_security_result,
             _State.REASON: self._on_reason,
         }
-
-    @property
-    def buffered_bytes(self) -> int:
-        return len(self._buffer)
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
 
     def receive_data(self, data: bytes) -> List[Event]:
         if self._state in (_State.DONE, _State.FAILED, _State.AWAIT_TLS):

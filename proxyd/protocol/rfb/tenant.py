@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import List
 
 from ..errors import ProtocolError
-from ..receive_buffer import ReceiveBuffer
+from ..handshake import Handshake
 from .errors import UnsupportedSecurityType
 from .messages import (
     SECURITY_RESULT_FAILED,
@@ -49,22 +49,12 @@ class _State(enum.Enum):
     FAILED = "failed"
 
 
-class RfbTenantHandshake:
+class RfbTenantHandshake(Handshake):
     def __init__(self) -> None:
-        self._buffer = ReceiveBuffer(MAX_PENDING)
-        self._out = bytearray(RfbVersion.V3_8.wire)
+        super().__init__(MAX_PENDING, RfbVersion.V3_8.wire)
         self._state = _State.VERSION
         self._version = RfbVersion.V3_8  # what we offered, until the tenant answers
         self._accepted = False
-
-    @property
-    def buffered_bytes(self) -> int:
-        return len(self._buffer)
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
 
     def receive_data(self, data: bytes) -> List[TenantAuthenticated]:
         if self._state in (_State.DONE, _State.FAILED):

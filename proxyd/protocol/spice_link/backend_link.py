@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Union
 
 from ..errors import ProtocolError
-from ..receive_buffer import ReceiveBuffer
+from ..handshake import Handshake
 from .constants import LINK_HEADER_SIZE, LINK_REPLY_SIZE, MAX_LINK_SIZE, RESULT_SIZE, AuthMechanism, CommonCap, LinkError
 from .errors import LinkRefused, UnsupportedAuthMechanism
 from .messages import LinkMess, LinkReply, encode_u32, has_cap, parse_link_header, parse_link_result
@@ -47,11 +47,10 @@ class _State(enum.Enum):
     FAILED = "failed"
 
 
-class SpiceBackendLink:
+class SpiceBackendLink(Handshake):
     def __init__(self, message: LinkMess, password: str) -> None:
         self._ticket_plaintext = ticket_plaintext(password)
-        self._buffer = ReceiveBuffer(MAX_PENDING)
-        self._out = bytearray(message.encode())
+        super().__init__(MAX_PENDING, message.encode())
         self._state = _State.HEADER
         self._body_size = 0
         self._reply: Optional[LinkReply] = None
@@ -61,15 +60,6 @@ class SpiceBackendLink:
             _State.BODY: self._on_body,
             _State.RESULT: self._on_result,
         }
-
-    @property
-    def buffered_bytes(self) -> int:
-        return len(self._buffer)
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
 
     def receive_data(self, data: bytes) -> List[Event]:
         if self._state not in self._handlers:

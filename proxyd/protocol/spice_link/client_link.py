@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Union
 
 from ..errors import BadMagic, ProtocolError, UnsupportedVersion
-from ..receive_buffer import ReceiveBuffer
+from ..handshake import Handshake
 from .constants import (
     AUTH_MECHANISM_SIZE,
     LINK_HEADER_SIZE,
@@ -75,11 +75,10 @@ def _link_error_for(error: ProtocolError) -> LinkError:
     return LinkError.INVALID_DATA
 
 
-class SpiceClientLink:
+class SpiceClientLink(Handshake):
     def __init__(self, key: TicketKey) -> None:
         self._key = key
-        self._buffer = ReceiveBuffer(MAX_PENDING)
-        self._out = bytearray()
+        super().__init__(MAX_PENDING)
         self._state = _State.HEADER
         self._body_size = 0
         self._reply_sent = False
@@ -91,15 +90,6 @@ class SpiceClientLink:
             _State.MECHANISM: self._on_mechanism,
             _State.TICKET: self._on_ticket,
         }
-
-    @property
-    def buffered_bytes(self) -> int:
-        return len(self._buffer)
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
 
     def receive_data(self, data: bytes) -> List[Event]:
         self._require(_State.HEADER, _State.BODY, _State.AWAIT_REPLY, _State.MECHANISM, _State.TICKET,
