@@ -41,7 +41,6 @@ serve the console bridge.
 
 import logging
 import re
-import ssl
 from typing import Optional
 from urllib.parse import unquote
 
@@ -53,6 +52,7 @@ from resolverd.index import Outcome
 from resolverd.logs import token_ref
 from resolverd.service import Resolver
 from resolverd.settings import Settings
+from resolverd.tls import SwappableContext
 
 EXTENSION = "resolverd"
 TOKEN_PATH = "/consoleresolver/token/"
@@ -70,7 +70,7 @@ class TokenPathRedactor(logging.Filter):
         return True
 
 
-def create_app(settings: Optional[Settings] = None, context: Optional[ssl.SSLContext] = None) -> Flask:
+def create_app(settings: Optional[Settings] = None, context: Optional[SwappableContext] = None) -> Flask:
     """The app; without ``settings`` they come from $RESOLVERD_CONFIG or the default config file.
 
     ``context``: the TLS context of the console bridge, when the caller loaded it already.

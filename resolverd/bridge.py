@@ -31,6 +31,7 @@ import libvirt
 from resolverd.settings import Address
 from resolverd.targets import join_host_port
 from resolverd.tickets import BridgeRoute, TicketBook
+from resolverd.tls import SwappableContext
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def parse_hello(line: bytes) -> str:
 
 
 class ConsoleBridge:
-    def __init__(self, listen: Address, context: ssl.SSLContext, tickets: TicketBook,
+    def __init__(self, listen: Address, context: SwappableContext, tickets: TicketBook,
                  connection_for: ConnectionFor, advertise: Optional[str]) -> None:
         self._listen = listen
         self._context = context
@@ -73,18 +74,26 @@ class ConsoleBridge:
         self._lock = threading.Lock()
         self._listener: Optional[socket.socket] = None
         self._handshake_slots = threading.BoundedSemaphore(MAX_PENDING_HANDSHAKES)
+        self._bound_port = 0
         self.address = ""
 
     def start(self) -> None:
         host, port = self._listen
-        # reuse_port: during a gunicorn reload (SIGHUP) the new worker binds before the old one exits.
-        self._listener = socket.create_server((host, port), family=_family(host), backlog=64, reuse_port=True,
+        self._listener = socket.create_server((host, port), family=_family(host), backlog=64,
                                               dualstack_ipv6=host in ("", "::") and socket.has_dualstack_ipv6())
-        bound_port = self._listener.getsockname()[1]
-        advertised_host = host if host not in ("", "0.0.0.0", "::") else socket.getfqdn()
-        self.address = self._advertise or join_host_port(advertised_host, bound_port)
+        self._bound_port = self._listener.getsockname()[1]
+        self.advertise(self._advertise)
         threading.Thread(target=self._accept_loop, name="console-bridge", daemon=True).start()
-        log.info("console bridge listening on %s, advertised as %s", join_host_port(host, bound_port), self.address)
+        log.info("console bridge listening on %s, advertised as %s", join_host_port(host, self._bound_port),
+                 self.address)
+
+    def advertise(self, address: Optional[str]) -> None:
+        """The address the API hands out for the bridge: ``address``, else the listening one (this host's
+        FQDN for a wildcard); a reload may change it.  Open sessions are not affected."""
+        host = self._listen[0]
+        advertised_host = host if host not in ("", "0.0.0.0", "::") else socket.getfqdn()
+        self._advertise = address
+        self.address = address or join_host_port(advertised_host, self._bound_port)
 
     def stop(self) -> None:
         if self._listener is not None:
@@ -123,7 +132,7 @@ class ConsoleBridge:
     def _handshake(self, raw: socket.socket, peer: Tuple[str, int]) -> None:
         raw.settimeout(HANDSHAKE_TIMEOUT)
         try:
-            tls_sock = self._context.wrap_socket(raw, server_side=True)
+            tls_sock = self._context.current.wrap_socket(raw, server_side=True)
         except (ssl.SSLError, OSError) as exc:
             log.info("bridge client %s refused at TLS: %s", peer[0], exc)
             raw.close()

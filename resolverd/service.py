@@ -7,7 +7,6 @@ hook and the first request may call it.
 
 import logging
 import os
-import ssl
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from resolverd.logs import token_ref
 from resolverd.metrics import CounterSet, Family
 from resolverd.settings import Address, Settings
 from resolverd.tickets import BridgeRoute, TicketBook
+from resolverd.tls import SwappableContext
 from resolverd.watcher import Watcher
 
 log = logging.getLogger(__name__)
@@ -47,15 +47,12 @@ class Resolution:
 
 class Resolver:
     def __init__(self, settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                 context: Optional[ssl.SSLContext] = None) -> None:
+                 context: Optional[SwappableContext] = None) -> None:
         """``context``: the console bridge's TLS context when already loaded (else read from the settings' files)."""
         self._settings = settings
         self._context = context
         self._clock = clock
-        self._proxy: Optional[Tuple[Address, str, str]] = None  # public address, CA PEM, certificate subject
-        if settings.proxy_public is not None:
-            assert settings.proxy_ca is not None and settings.proxy_cert is not None
-            self._proxy = (settings.proxy_public, *vvfile.proxy_identity(settings.proxy_ca, settings.proxy_cert))
+        self._proxy = _proxy_identity(settings)
         self.index = TokenIndex()
         self.tickets = TicketBook()
         self.lookups = CounterSet("resolverd_lookups_total", "Token look-ups by outcome.", "outcome",
@@ -81,7 +78,8 @@ class Resolver:
             bridge_address = None
             if settings.console_listen is not None:
                 assert settings.tls_cert and settings.tls_key and settings.tls_ca
-                context = self._context or tls.server_context(settings.tls_cert, settings.tls_key, settings.tls_ca)
+                context = self._context or SwappableContext(
+                    tls.server_context(settings.tls_cert, settings.tls_key, settings.tls_ca))
                 self._bridge = ConsoleBridge(settings.console_listen, context, self.tickets, self._connection_for,
                                              settings.console_advertise)
                 self._bridge.start()
@@ -90,6 +88,17 @@ class Resolver:
                 self._watchers[uri] = Watcher(uri, self.index, settings.resync_interval, bridge_address)
                 self._watchers[uri].start()
             self._started_in = os.getpid()
+
+    def reconfigure(self, settings: Settings) -> None:
+        """A reload's settings, applied in place; the TLS context changes in the SwappableContext it was given."""
+        self._proxy = _proxy_identity(settings)
+        bridge_address = None
+        if self._bridge is not None:
+            self._bridge.advertise(settings.console_advertise)
+            bridge_address = self._bridge.address
+        for watcher in self._watchers.values():
+            watcher.reconfigure(bridge_address, settings.resync_interval)
+        self._settings = settings
 
     def stop(self) -> None:
         for watcher in self._watchers.values():
@@ -192,6 +201,14 @@ class Resolver:
     def _connection_for(self, uri: str) -> Optional[libvirt.virConnect]:
         watcher = self._watchers.get(uri)
         return watcher.connection() if watcher is not None else None
+
+
+def _proxy_identity(settings: Settings) -> Optional[Tuple[Address, str, str]]:
+    """proxyd's public address, CA (PEM) and certificate subject for remote-viewer files, when configured."""
+    if settings.proxy_public is None:
+        return None
+    assert settings.proxy_ca is not None and settings.proxy_cert is not None
+    return (settings.proxy_public, *vvfile.proxy_identity(settings.proxy_ca, settings.proxy_cert))
 
 
 def _state(watcher: Watcher) -> str:

@@ -25,6 +25,21 @@ def server_context(cert: PathLike, key: PathLike, client_ca: Optional[PathLike])
     return context
 
 
+class SwappableContext:
+    """A listener's context that a reload may replace: new handshakes get the current one, open
+    connections keep the one they were made with."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+
+    @property
+    def current(self) -> ssl.SSLContext:
+        return self._context
+
+    def replace(self, context: ssl.SSLContext) -> None:
+        self._context = context
+
+
 def client_context(ca: PathLike, cert: Optional[PathLike] = None, key: Optional[PathLike] = None,
                    check_hostname: bool = True) -> ssl.SSLContext:
     """An outbound context that verifies the peer against ``ca`` and offers ``cert`` if given.

@@ -29,7 +29,7 @@ ROTATED_TOKEN_BYTES = 32
 
 # Work items, each tagged with the generation of the connection that produced it.
 _Item = Tuple[str, int, str]
-_CLOSED, _DOMAIN, _SECRET, _ROTATE, _STOP = "closed", "domain", "secret", "rotate", "stop"
+_CLOSED, _DOMAIN, _SECRET, _ROTATE, _RESYNC, _STOP = "closed", "domain", "secret", "rotate", "resync", "stop"
 
 
 class Watcher:
@@ -68,6 +68,14 @@ class Watcher:
     def stop(self) -> None:
         self._queue.put((_STOP, self._generation, ""))
         self._thread.join(timeout=10)
+
+    def reconfigure(self, bridge_address: Optional[str], resync_interval: float) -> None:
+        """A reload's settings: a new bridge address is in the index after a full resync, done right away;
+        the new interval counts from the next resync."""
+        changed = bridge_address != self._bridge_address
+        self._bridge_address, self._resync_interval = bridge_address, resync_interval
+        if changed:
+            self._queue.put((_RESYNC, self._generation, ""))
 
     def consume(self, secret_uuid: str) -> None:
         """Make a claimed one-time token dead for good: give its secret a fresh random value in libvirt.
@@ -189,6 +197,8 @@ class Watcher:
                         self._refresh_domain(domain_uuid)
                 elif kind == _ROTATE:
                     self._apply_pending_rotations()
+                elif kind == _RESYNC:
+                    next_resync = time.monotonic()
                 if time.monotonic() >= next_resync:
                     self._resync()
                     next_resync = time.monotonic() + self._resync_interval

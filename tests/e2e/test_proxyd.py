@@ -24,14 +24,13 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from lab.bootsector import BANNER, ENQ
 from lab.consoles import console_spec, enable, tokens_of
 from lab.polling import within
 from lab.ports import free_port
 from lab.proxyd import Proxyd
 from lab.spice_link import CHANNEL_MAIN, LINK_OK, authenticate, link, link_message
 from lab.vnc_vencrypt import RFB_VERSION, finish
-from lab.wsstream import DEADLINE, WsStream, close_of
+from lab.wsstream import DEADLINE, WsStream, close_of, echo_through
 from resolverd.logs import token_ref
 
 
@@ -43,16 +42,6 @@ def proxyd(lab_run_dir, lab_pki, resolver) -> Iterator[Proxyd]:
 
 
 # -- consoles -----------------------------------------------------------------------------------
-
-def echo_through(ws: ClientConnection, marker: bytes) -> None:
-    """The lab guest echoes what a port receives; it loses bytes past its 16550's FIFO, so keep markers short."""
-    assert len(marker) <= 8
-    stream = WsStream(ws)
-    stream.sendall(ENQ)  # the guest answers ENQ with its banner: proves the path works both ways
-    stream.read_until(BANNER)
-    stream.sendall(marker)
-    stream.read_until(marker)
-
 
 def test_serial_echo_through_the_tls_chardev(proxyd, tokens):
     with proxyd.open(tokens["serial1"], subprotocols=["binary"]) as ws:

@@ -28,8 +28,11 @@ from lab.libvirtd import PrivateLibvirtd
 from lab.notify import NotifySocket
 from lab.pki import CertPair
 from lab.polling import within
+from lab.proxyd import Proxyd
 from lab.resolverd import REPO, Resolverd
 from lab.teardown import started
+from lab.wsstream import echo_through
+from resolverd.server import RELOADED_IN_PLACE
 from resolverd.tls import client_context
 
 ONE_SECOND = 1.0
@@ -315,16 +318,16 @@ def test_healthz_reports_every_connection(resolverd, lab_libvirtd, second_libvir
                                                     second_libvirtd.uri: "indexed"}}
 
 
-def test_a_reload_restarts_the_worker_and_keeps_serving(resolverd, lab_conn, make_guest):
+def test_a_reload_keeps_the_worker_and_keeps_serving(resolverd, lab_conn, make_guest):
     guest = make_guest(wait=False)
     (token,) = enable(lab_conn, guest, console_spec("serial", 0))
     within(ONE_SECOND, lambda: resolverd.status(token) == 200)
     workers_before = resolverd.log_text().count("Booting worker")
+    reloaded_before = resolverd.log_text().count(RELOADED_IN_PLACE)
     resolverd.process.send_signal(signal.SIGHUP)
-    within(30, lambda: resolverd.log_text().count("Booting worker") > workers_before)
-    within(30, lambda: resolverd.lookup(token).status_code == 200)
+    within(30, lambda: resolverd.log_text().count(RELOADED_IN_PLACE) > reloaded_before)
     assert resolverd.lookup(token).json()["address"] == f"127.0.0.1:{resolverd.bridge_port}"
-    assert "Address already in use" not in resolverd.log_text()
+    assert resolverd.log_text().count("Booting worker") == workers_before
 
 
 def test_a_reload_reads_the_config_file_and_the_certificates_again(lab_run_dir, lab_pki, lab_libvirtd, lab_conn,
@@ -354,27 +357,61 @@ def test_a_reload_reads_the_config_file_and_the_certificates_again(lab_run_dir, 
             assert presented(server, server.port) == presented(server, server.bridge_port) == renewed.der
 
             lab_pki.issue("resolverd-mismatched").copy_to(cert, files / "other-key.pem")
-            booted = server.log_text().count("Booting worker")
             reload(server, notify)
             assert "reload failed; the running configuration and certificates stay in use: cannot load " \
                    f"certificate {cert}" in server.log_text()
-            assert server.log_text().count("Booting worker") > booted
+            assert server.log_text().count("Booting worker") == 1
             within(30, lambda: bridge_address(server, token) == f"localhost:{server.bridge_port}")
             assert presented(server, server.port) == presented(server, server.bridge_port) == renewed.der
     finally:
         notify.close()
 
 
+def test_a_reload_keeps_pty_sessions_through_proxyd_and_new_connections_get_the_new_certificate(
+        lab_run_dir, lab_pki, lab_libvirtd, lab_conn, make_guest):
+    guest = make_guest(consoles={"serial"})
+    (token,) = enable(lab_conn, guest, console_spec("serial", 0))  # a pty: proxyd goes through the bridge
+    files = Path(tempfile.mkdtemp(prefix="reload-", dir=lab_run_dir))
+    cert, key = files / "cert.pem", files / "key.pem"
+    lab_pki.resolverd_server.copy_to(cert, key)
+    server = Resolverd(lab_run_dir, lab_pki, [lab_libvirtd.uri], extra_args=["--tls-cert", str(cert),
+                                                                          "--tls-key", str(key)])
+    proxy = Proxyd(lab_run_dir, lab_pki, server)
+    notify = NotifySocket(files / "notify")
+    environment = dict(os.environ, NOTIFY_SOCKET=str(notify.path))
+    try:
+        with started(lambda: server.start(environment=environment), server.stop), \
+                started(proxy.start, proxy.stop):
+            notify.wait_for("READY=1", 10)  # gunicorn's, at boot
+            within(5, lambda: server.status(token) == 200)
+            with proxy.open(token) as session:
+                echo_through(session, b"before")
+                assert server.metric("resolverd_bridge_sessions") == 1
+                renewed = lab_pki.issue("resolverd-renewed-in-place")
+                renewed.copy_to(cert, key)
+                reload(server, notify)
+                echo_through(session, b"after")
+                assert server.metric("resolverd_bridge_sessions") == 1
+                assert presented(server, server.port) == presented(server, server.bridge_port) == renewed.der
+            with proxy.open(token) as fresh:  # proxyd's new bridge connection is shown the new certificate
+                echo_through(fresh, b"fresh")
+            log = server.log_text()
+            assert log.count("Booting worker") == 1 and "console bridge stopped" not in log
+    finally:
+        notify.close()
+
+
 def reload(server: Resolverd, notify: NotifySocket) -> None:
-    """SIGHUP like ``systemctl reload``; back once resolverd said RELOADING=1, then READY=1, and the old
-    worker stopped its console bridge (until then, both workers' bridges listen on the port: the kernel
-    may queue a connection on the old one, which resets it when it closes)."""
+    """SIGHUP like ``systemctl reload``; back once resolverd said RELOADING=1, then READY=1, and its worker
+    applied the new configuration (unless the master found it unusable)."""
     assert server.process is not None
-    before, stopped = len(notify.received), server.log_text().count("console bridge stopped")
+    before, reloaded = len(notify.received), server.log_text().count(RELOADED_IN_PLACE)
+    failed = server.log_text().count("reload failed")
     server.process.send_signal(signal.SIGHUP)
     notify.wait_for("READY=1", 30, after=before)
     assert "RELOADING=1" in notify.received[before:notify.received.index("READY=1", before)]
-    within(30, lambda: server.log_text().count("console bridge stopped") > stopped)
+    if server.log_text().count("reload failed") == failed:
+        within(30, lambda: server.log_text().count(RELOADED_IN_PLACE) > reloaded)
 
 
 def bridge_address(server: Resolverd, token: str) -> Optional[str]:

@@ -8,6 +8,8 @@ from typing import Tuple
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
+from .bootsector import BANNER, ENQ
+
 DEADLINE = 10.0
 
 
@@ -54,3 +56,13 @@ def close_of(ws: ClientConnection, timeout: float = DEADLINE) -> Tuple[int, str]
         frame = closed.rcvd
         assert frame is not None, f"no close frame: {closed}"
         return frame.code, frame.reason
+
+
+def echo_through(ws: ClientConnection, marker: bytes) -> None:
+    """The lab guest echoes what a port receives; it loses bytes past its 16550's FIFO, so keep markers short."""
+    assert len(marker) <= 8
+    stream = WsStream(ws)
+    stream.sendall(ENQ)  # the guest answers ENQ with its banner: proves the path works both ways
+    stream.read_until(BANNER)
+    stream.sendall(marker)
+    stream.read_until(marker)

@@ -224,7 +224,7 @@ def test_resolverd_reload_keeps_answering(enabled, certificates, resolverd):
     resolverd.process.send_signal(signal.SIGHUP)  # systemctl reload virt-console-resolverd
     time.sleep(3)
     assert resolverd.process.poll() is None
-    for console in enabled:  # the pty consoles go through the new worker's console bridge
+    for console in enabled:  # the pty consoles go through the reloaded worker's console bridge
         with open_console(console["url"], certificates) as session:
             assert BANNER in banner_through(session)
 

@@ -1,13 +1,16 @@
 import logging
 import ssl
 
+import pytest
 from gunicorn.config import Config
 
 from lab.pki import Pki
-from resolverd import settings
+from resolverd import reload, settings
 from resolverd.app import TokenPathRedactor
+from resolverd.config import ConfigError
 from resolverd.logs import token_ref
 from resolverd.server import RedactingLogger, ResolverApplication, gunicorn_settings, server_context
+from resolverd.tls import SwappableContext
 
 
 def record(message: str, *args) -> logging.LogRecord:
@@ -45,7 +48,9 @@ def test_gunicorn_runs_one_threaded_worker_with_mandatory_client_certificates(tm
     checked = settings.from_args(["--connect", "qemu:///x", "--listen", "[::1]:9443", "--threads", "5",
                                   "--tls-cert", str(pair.cert), "--tls-key", str(pair.key),
                                   "--tls-ca", str(pki.ca_cert)])
-    options = gunicorn_settings(checked, server_context(checked))
+    context = server_context(checked)
+    assert context is not None
+    options = gunicorn_settings(checked, SwappableContext(context))
     assert options["bind"] == ["[::1]:9443"]
     assert (options["workers"], options["worker_class"], options["threads"]) == (1, "gthread", 5)
     assert options["preload_app"] is False and options["control_socket_disable"] is True
@@ -54,7 +59,7 @@ def test_gunicorn_runs_one_threaded_worker_with_mandatory_client_certificates(tm
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
     assert options["ssl_context"](Config(), lambda: None) is context
-    application = ResolverApplication(checked)
+    application = ResolverApplication(checked, [])
     assert application.cfg.workers == 1 and application.cfg.is_ssl
     assert application.cfg.logger_class is RedactingLogger
 
@@ -64,28 +69,35 @@ def test_without_tls_gunicorn_gets_no_certificates():
     assert server_context(checked) is None
     options = gunicorn_settings(checked, None)
     assert "certfile" not in options and "ssl_context" not in options
-    assert not ResolverApplication(checked).cfg.is_ssl
+    assert not ResolverApplication(checked, []).cfg.is_ssl
 
 
-def test_a_reload_reads_the_config_file_and_certificates_again_or_keeps_the_running_ones(tmp_path, caplog):
+def test_a_reload_reads_the_config_file_and_certificates_again_or_keeps_the_running_ones(tmp_path):
     pki = Pki(tmp_path / "pki")
     cert, config = tmp_path / "cert.pem", tmp_path / "resolverd.conf"
     cert.write_bytes(pki.resolverd_server.cert.read_bytes())
-    config.write_text("[resolverd]\nthreads = 5\n")
+    config.write_text("[resolverd]\nresync-interval = 5\n")
     argv = ["--config", str(config), "--connect", "qemu:///x", "--tls-cert", str(cert),
             "--tls-key", str(pki.resolverd_server.key), "--tls-ca", str(pki.ca_cert)]
     application = ResolverApplication(settings.from_args(argv), argv)
     first = application.cfg.ssl_context(application.cfg, lambda: None)
-    config.write_text("[resolverd]\nthreads = 7\n")
-    application.reload()
-    assert application.cfg.threads == 7
+    config.write_text("[resolverd]\nresync-interval = 7\nthreads = 3\n")
+    reloaded = application.reread()
+    assert (reloaded.settings.resync_interval, reloaded.settings.threads) == (7, 16)
+    assert reloaded.kept == ("threads",)
     renewed = application.cfg.ssl_context(application.cfg, lambda: None)
-    assert renewed is not first and renewed.verify_mode == ssl.CERT_REQUIRED
+    assert renewed is reloaded.context and renewed is not first and renewed.verify_mode == ssl.CERT_REQUIRED
     cert.write_bytes(pki.issue("another-server").cert.read_bytes())  # no longer the key's certificate
-    config.write_text("[resolverd]\nthreads = 9\n")
-    with caplog.at_level(logging.ERROR, logger="resolverd.server"):
-        application.reload()
-    assert application.cfg.threads == 7
+    config.write_text("[resolverd]\nresync-interval = 9\n")
+    with pytest.raises(ConfigError, match=f"cannot load certificate {cert}"):
+        application.reread()
     assert application.cfg.ssl_context(application.cfg, lambda: None) is renewed
-    assert f"reload failed; the running configuration and certificates stay in use: cannot load certificate {cert}" \
-        in caplog.text
+
+
+def test_switching_between_tls_and_clear_text_takes_a_restart(tmp_path):
+    argv = ["--connect", "qemu:///x", "--listen-insecure"]
+    pki = Pki(tmp_path)
+    running = settings.from_args(["--connect", "qemu:///x", "--tls-cert", str(pki.resolverd_server.cert),
+                                  "--tls-key", str(pki.resolverd_server.key), "--tls-ca", str(pki.ca_cert)])
+    with pytest.raises(ConfigError, match="takes a restart"):
+        reload.reread(argv, running)
