@@ -329,10 +329,10 @@ class _Link:
         self._header_mode(message, backend_message, common, reply)
         ticket = await self._ticket(self._reply(common, channel))
         await self._check_ticket(ticket, joinable)
-        await self._backend_linked()
+        linked = await self._backend_linked()
         remaining = self._complete()
         assert self.console_in is not None and self.console_leg is not None
-        self.console_in.release()
+        self.console_in.release(linked.remaining)  # what QEMU sent right after its link result (a port's PORT_INIT)
         self.tenant_in.release(remaining)
         return Channel(joinable.console, self.console_leg, self.token or ticket, message.connection_id,
                        message.channel_type, message.channel_id, None)
