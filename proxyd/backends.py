@@ -9,6 +9,8 @@ text only for consoles the resolver marks insecure, and only with
 """
 
 import asyncio
+import os
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Optional
@@ -78,8 +80,15 @@ async def _connect(console: Console) -> ConsoleLeg:
         _, leg = await loop.create_connection(ConsoleLeg, console.host, console.port)
     except OSError as exc:
         raise Refusal(Failure.BACKEND_UNREACHABLE, CloseCode.INTERNAL_ERROR, "the console is unreachable",
-                      f"cannot connect to {console.address}: {exc.strerror or exc}") from None
+                      f"cannot connect to {console.address}: {_connect_error(exc)}") from None
     return leg
+
+
+def _connect_error(exc: OSError) -> str:
+    """Why a connection failed: asyncio's "Connect call failed ('h', p)" hides what its errno says."""
+    if exc.errno and exc.errno > 0 and not isinstance(exc, socket.gaierror):
+        return os.strerror(exc.errno)
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 async def start_tls(leg: ConsoleLeg, context: ssl.SSLContext, server_name: str) -> None:

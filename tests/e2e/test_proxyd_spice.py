@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Iterator, List
@@ -28,6 +29,7 @@ import pytest
 
 from lab import spice_client, teardown
 from lab.consoles import console_spec, enable
+from lab.domain_xml import SPICE_PORT_NAME
 from lab.netio import ByteStream, recv_exactly
 from lab.polling import within
 from lab.proxyd import Proxyd
@@ -99,6 +101,39 @@ def test_spice_glib_through_http_connect_with_the_token_as_proxy_credentials(pro
     assert outcome.errors == []
     assert {"main:0", "display:0", "inputs:0", "cursor:0"} <= set(outcome.opened)
     assert outcome.primary == GUEST_SCREEN
+
+
+SESSION_CHANNELS = {"main:0", "display:0", "inputs:0", "cursor:0"}
+DEVICE_CHANNELS = {"playback:0", "record:0", "usbredir:0", "port:0"}
+
+
+def test_spice_glib_opens_audio_usb_redirection_and_port_channels_and_hears_about_the_agent(
+        proxyd, guests, lab_libvirtd, resolver):
+    """A guest with SPICE audio, a USB redirection device, the vdagent port and a spiceport.
+
+    No vdagent runs in the lab's boot sector, so nothing opens the agent's
+    virtio port and QEMU tells the main channel the agent is not connected:
+    clipboard data needs a real guest agent, which the lab does not have.
+    """
+    guest = guests(name="px-devices", consoles={"spice", "serial"}, spice_devices=True)
+    token, = enable(lab_libvirtd.connection(), guest, console_spec("spice"))
+    within(10, lambda: resolver.status(token) == 200)
+    outcome = remote_viewer(proxyd, token, until_opened=("main", "display", "inputs", "cursor", "playback", "record",
+                                                         "usbredir", "port"), linger=2.0, usb=True)
+    assert outcome.errors == [], outcome.events
+    assert DEVICE_CHANNELS <= set(outcome.announced), outcome.announced
+    assert SESSION_CHANNELS | DEVICE_CHANNELS <= set(outcome.opened), outcome.events
+    assert [nick for _, nick in outcome.live_events if nick != "opened"] == []  # none closed while the session ran
+    assert outcome.usb_free_channels == 1  # the usbredir channel is up and ready for a device
+    assert outcome.primary == GUEST_SCREEN
+    assert outcome.port_names == [SPICE_PORT_NAME]
+    assert outcome.agent_connected is False
+    agent_port = ET.fromstring(guest.xml()).find("./devices/channel/target[@name='com.redhat.spice.0']")
+    assert agent_port is not None and agent_port.get("state") == "disconnected"  # libvirt agrees: no vdagent
+    log = proxyd.log_text()
+    for channel in DEVICE_CHANNELS:
+        assert f"spice_channel={channel}" in log
+    assert token not in log and guest.spice_password not in log
 
 
 def connect_request(proxy: Proxyd, request: bytes) -> bytes:
@@ -357,6 +392,51 @@ def test_bad_links_get_their_error_one_log_line_each_and_other_sessions_go_on(la
         assert "reason=rate_limited detail='too many failed attempts; try again in 30 s'" in proxy.log_text()
     finally:
         proxy.stop()
+
+
+def test_a_console_whose_qemu_is_down_gets_a_link_error_one_log_line_and_other_sessions_go_on(
+        own_proxyd, guests, lab_libvirtd, resolver, tokens):
+    """The console's metadata sends the proxy to 127.0.0.2, where nothing listens (QEMU listens on 127.0.0.1)."""
+    proxyd = own_proxyd
+    guest = guests(consoles={"spice"})
+    token, = enable(lab_libvirtd.connection(), guest, console_spec("spice", host="127.0.0.2"))
+    within(10, lambda: resolver.status(token) == 200)
+    address = f"127.0.0.2:{guest.spice_tls_port}"
+    assert resolver.lookup(token).json()["address"] == address  # what the resolver hands the proxy
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.2", guest.spice_tls_port), timeout=5).close()
+    with tls_to(proxyd) as bystander:
+        session = main_session(bystander, tokens["spice"])
+        # Front (a), token in the ticket: the link reply went out before the token was known, so the
+        # error is the u32 after the ticket.
+        with tls_to(proxyd) as sock:
+            assert linked(sock, token, CHANNEL_MAIN, 0) == LINK_ERROR
+            assert closed(sock)
+        # Front (b), token in the CONNECT host: known before the link, so the whole SpiceLinkReply carries it.
+        with socket.create_connection(("127.0.0.1", proxyd.port), timeout=10) as raw:
+            raw.sendall(f"CONNECT {token}:5901 HTTP/1.0\r\n\r\n".encode())
+            assert recv_exactly(raw, 39) == b"HTTP/1.1 200 Connection established\r\n\r\n"
+            with proxyd.tls.wrap_socket(raw, server_hostname="localhost") as sock:
+                sock.sendall(link_message(CHANNEL_MAIN))
+                reply = read_link_reply(sock)
+                assert (reply.error, reply.pub_key, reply.common_caps) == (LINK_ERROR, bytes(162), [])
+                assert closed(sock)
+        # What spice-glib makes of them: an error after the ticket is all "auth" to it, a link reply's is "link".
+        assert remote_viewer(proxyd, token).errors == [("main:0", "error-auth")]
+        outcome = remote_viewer(proxyd, token, proxy=f"http://tenant:{token}@127.0.0.1:{proxyd.port}")
+        assert outcome.errors == [("main:0", "error-link")] and outcome.opened == []
+        with tls_to(proxyd) as display:  # the session opened before still opens channels
+            assert linked(display, tokens["spice"], CHANNEL_DISPLAY, session) == LINK_OK
+    assert proxyd.healthy()
+    within(5, lambda: len(refusals(proxyd)) == 4)
+    assert refusals(proxyd) == ["backend_unreachable"] * 4
+    log = proxyd.log_text()
+    lines = [line for line in log.splitlines() if "127.0.0.2" in line]
+    assert len(lines) == 4, lines
+    for line in lines:
+        assert "reason=backend_unreachable" in line and f"cannot connect to {address}: Connection refused" in line
+    assert "Traceback" not in log and token not in log and tokens["spice"] not in log
+    assert guest.spice_password not in log
 
 
 # -- remote-viewer files --------------------------------------------------------------------------

@@ -9,6 +9,14 @@ any subset of these consoles:
   (VeNCrypt x509 with client verification from qemu.conf);
 - ``serial``: a pty serial on COM1 and its ``<console>``;
 - ``tls-serial``: a TCP server chardev with TLS on COM2 at 127.0.0.1:PORT.
+
+``spice_devices`` (off by default; needs the ``spice`` console) adds what
+SPICE's other channels serve: an ich9 sound card on the SPICE audio backend
+(the playback and record channels), a qemu-xhci controller with a spicevmc
+USB redirection device (the usbredir channel), the spice vdagent's
+virtio-serial port (the main channel's agent, for the clipboard: connected
+only once a vdagent in the guest opens it, which the lab's boot sector
+never does) and a spiceport channel (a port channel).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ class GuestSpec:
     tls_serial_port: Optional[int] = None
     listen: str = "127.0.0.1"
     video: str = "vga"
+    spice_devices: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.consoles) - ALL_CONSOLES
@@ -43,6 +52,8 @@ class GuestSpec:
             raise ValueError(f"unknown consoles {sorted(unknown)}; known: {sorted(ALL_CONSOLES)}")
         if "tls-serial" in self.consoles and not self.tls_serial_port:
             raise ValueError("a tls-serial console needs tls_serial_port")
+        if self.spice_devices and "spice" not in self.consoles:
+            raise ValueError("spice_devices needs the spice console")
 
 
 def _sub(parent: ET.Element, tag: str, text: Optional[str] = None, **attrs: str) -> ET.Element:
@@ -99,7 +110,29 @@ def render(spec: GuestSpec) -> str:
 
     video = _sub(devices, "video")
     _sub(video, "model", type=spec.video)
-    _sub(devices, "controller", type="usb", model="none")
+    if spec.spice_devices:
+        _spice_devices(devices)
+    else:
+        _sub(devices, "controller", type="usb", model="none")
     _sub(devices, "memballoon", model="none")
     ET.indent(domain)
     return ET.tostring(domain, encoding="unicode")
+
+
+#: The spiceport channel's name (spice-glib's PortChannel ``port-name``).
+SPICE_PORT_NAME = "org.virt-console-proxy.lab.0"
+
+
+def _spice_devices(devices: ET.Element) -> None:
+    """Audio, USB redirection, the vdagent port and a spiceport, all served by SPICE channels."""
+    # libvirt 9.0: the sound card names its audio backend; type='spice' feeds SPICE's playback/record.
+    sound = _sub(devices, "sound", model="ich9")
+    _sub(sound, "audio", id="1")
+    _sub(devices, "audio", id="1", type="spice")
+    _sub(devices, "controller", type="usb", model="qemu-xhci")
+    _sub(devices, "redirdev", bus="usb", type="spicevmc")
+    agent = _sub(devices, "channel", type="spicevmc")
+    _sub(agent, "target", type="virtio", name="com.redhat.spice.0")
+    port = _sub(devices, "channel", type="spiceport")
+    _sub(port, "source", channel=SPICE_PORT_NAME)
+    _sub(port, "target", type="virtio", name=SPICE_PORT_NAME)

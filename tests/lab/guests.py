@@ -243,7 +243,9 @@ class GuestFactory:
     """Makes lab guests and removes them again.
 
     Call it: ``factory(name=None, *, running=True, persistent=False,
-    consoles=ALL_CONSOLES, memory_mib=32, spice_password=None, wait=True)``.
+    consoles=ALL_CONSOLES, memory_mib=32, spice_password=None, wait=True,
+    spice_devices=False)``; ``spice_devices`` gives a SPICE guest audio, USB
+    redirection, the vdagent port and a spiceport (lab.domain_xml).
     """
 
     _counter = itertools.count(1)
@@ -270,6 +272,7 @@ class GuestFactory:
         spice_password: Optional[str] = None,
         wait: bool = True,
         timeout: float = 60.0,
+        spice_devices: bool = False,
     ) -> Guest:
         if not running and not persistent:
             raise ValueError("a transient guest only exists while it runs")
@@ -289,6 +292,7 @@ class GuestFactory:
             spice_password=spice_password if "spice" in consoles else None,
             tls_serial_port=free_port(listen) if "tls-serial" in consoles else None,
             listen=listen,
+            spice_devices=spice_devices,
         )
         guest = Guest(
             name=name,
