@@ -13,13 +13,13 @@ import os
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Type
 
 from websockets.frames import CloseCode
 
 from proxyd.metrics import Failure
 from proxyd.refusal import Refusal
-from proxyd.relay import ConsoleLeg
+from proxyd.relay import ConsoleLeg, TlsChardevLeg
 from proxyd.resolver import Console
 from proxyd.vnc import vnc_handshake
 from proxyd.websocket import WebSocketLeg
@@ -55,7 +55,8 @@ async def open_console(console: Console, outbound: Outbound, tenant: WebSocketLe
 async def connect_console(console: Console, outbound: Outbound) -> ConsoleLeg:
     """A connection to QEMU's port, in TLS unless the console is insecure or VNC negotiates TLS itself."""
     context = _context_for(console, outbound)
-    leg = await _connect(console)
+    tls_chardev = context is not None and console.type == "serial"
+    leg = await _connect(console, TlsChardevLeg if tls_chardev else ConsoleLeg)
     if context is not None and (console.type != "vnc" or console.tls_tunnel):
         await start_tls(leg, context, outbound.server_name or console.host)
     return leg
@@ -74,10 +75,10 @@ def _context_for(console: Console, outbound: Outbound) -> Optional[ssl.SSLContex
     return outbound.connect
 
 
-async def _connect(console: Console) -> ConsoleLeg:
+async def _connect(console: Console, kind: Type[ConsoleLeg] = ConsoleLeg) -> ConsoleLeg:
     loop = asyncio.get_running_loop()
     try:
-        _, leg = await loop.create_connection(ConsoleLeg, console.host, console.port)
+        _, leg = await loop.create_connection(kind, console.host, console.port)
     except OSError as exc:
         raise Refusal(Failure.BACKEND_UNREACHABLE, CloseCode.INTERNAL_ERROR, "the console is unreachable",
                       f"cannot connect to {console.address}: {_connect_error(exc)}") from None

@@ -24,6 +24,7 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from lab.bootsector import BANNER, ENQ
 from lab.consoles import console_spec, enable, tokens_of
 from lab.polling import within
 from lab.ports import free_port
@@ -47,6 +48,17 @@ def test_serial_echo_through_the_tls_chardev(proxyd, tokens):
     with proxyd.open(tokens["serial1"], subprotocols=["binary"]) as ws:
         assert ws.subprotocol == "binary"
         echo_through(ws, b"tls-echo")
+
+
+def test_a_pasted_line_reaches_the_tls_chardev_whole(proxyd, tokens):
+    """QEMU reads a chardev's TLS record only as far as the guest's FIFO has room: proxyd sends a record per byte."""
+    with proxyd.open(tokens["serial1"]) as ws:
+        stream = WsStream(ws)
+        stream.sendall(ENQ)
+        stream.read_until(BANNER)
+        pasted = bytes(range(0x41, 0x5b)) * 18  # 468 bytes in one websocket message
+        stream.sendall(pasted)
+        stream.read_until(pasted)
 
 
 def test_serial_echo_through_the_pty_bridge(proxyd, tokens):
