@@ -25,7 +25,6 @@ import json
 import multiprocessing
 import os
 import secrets
-import shutil
 import ssl
 import statistics
 import sys
@@ -40,13 +39,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 import libvirt  # noqa: E402
 
 from lab import teardown  # noqa: E402
-from lab.account import lab_account  # noqa: E402
 from lab.consoles import console_spec, enable  # noqa: E402
 from lab.guests import GuestFactory, GuestImage  # noqa: E402
-from lab.libvirtd import PrivateLibvirtd  # noqa: E402
-from lab.pki import Pki  # noqa: E402
 from lab.resolverd import Resolverd  # noqa: E402
-from lab.rundir import make_run_dir, reap_stale_runs  # noqa: E402
+from lab.standalone import start_lab  # noqa: E402
 from resolverd import metadata  # noqa: E402
 
 SHUT_OFF_DOMAIN = """<domain type='{kind}'>
@@ -147,16 +143,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
 
-    account = lab_account()
-    reap_stale_runs(account.uid)
-    run_dir = make_run_dir()
-    teardown.register(lambda: shutil.rmtree(run_dir, ignore_errors=True))
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-    pki = Pki(run_dir / "pki", group=account.gid)
-    daemon = PrivateLibvirtd(run_dir / "libvirt", account, pki.qemu_dir)
-    teardown.register(daemon.close)
-    daemon.start()
-    kind = os.environ.get("VCP_LAB_DOMAIN_TYPE") or daemon.domain_type()
+    lab = start_lab()
+    run_dir, pki, daemon, kind = lab.run_dir, lab.pki, lab.libvirtd, lab.domain_type
     conn = daemon.connection()
 
     define_seconds = define_enabled_domains(conn, args.domains, kind)

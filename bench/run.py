@@ -507,30 +507,18 @@ class Bench:
         self.stack: List[Callable[[], None]] = []
 
     def start(self) -> Dict[str, Target]:
-        import libvirt
-
         from lab import teardown
-        from lab.account import lab_account
         from lab.consoles import console_spec, enable
         from lab.guests import GuestFactory, GuestImage
-        from lab.libvirtd import PrivateLibvirtd
-        from lab.pki import Pki
         from lab.proxyd import Proxyd
         from lab.resolverd import Resolverd
-        from lab.rundir import make_run_dir, reap_stale_runs
+        from lab.standalone import start_lab
         from resolverd import metadata, tls
 
         self.teardown = teardown
-        account = lab_account()
-        reap_stale_runs(account.uid)
-        run_dir = self.run_dir = make_run_dir()
-        teardown.register(lambda: shutil.rmtree(run_dir, ignore_errors=True))
-        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-        pki = Pki(run_dir / "pki", group=account.gid)
-        daemon = PrivateLibvirtd(run_dir / "libvirt", account, pki.qemu_dir)
-        teardown.register(daemon.close)
-        daemon.start()
-        kind = os.environ.get("VCP_LAB_DOMAIN_TYPE") or daemon.domain_type()
+        lab = start_lab()
+        run_dir = self.run_dir = lab.run_dir
+        pki, daemon, kind = lab.pki, lab.libvirtd, lab.domain_type
         factory = GuestFactory(daemon, GuestImage(run_dir / "image"), pki, run_dir / "disks", kind)
         teardown.register(factory.cleanup)
         guest = factory(consoles={"tls-serial"}, wait=False)
