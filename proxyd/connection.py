@@ -267,16 +267,12 @@ class Connection:
             raise Refusal(Failure.NOT_WEBSOCKET, 0, "not a websocket upgrade", str(exc)) from None
         except ConnectionError as exc:
             raise Refusal(Failure.CLIENT_GONE, 0, "tenant left", str(exc)) from None
-        leg: Union[WebSocketLeg, StreamLeg]
-        if detected.front is Front.SPICE_LINK:
-            leg = StreamLeg()
-            transport.set_protocol(leg)
-            leg.connection_made(transport)
+        leg: Union[WebSocketLeg, StreamLeg] = StreamLeg() if detected.front is Front.SPICE_LINK \
+            else WebSocketLeg(detected.data)
+        transport.set_protocol(leg)
+        leg.connection_made(transport)
+        if isinstance(leg, StreamLeg):
             leg.data_received(detected.data)
-        else:
-            leg = WebSocketLeg(detected.data)
-            transport.set_protocol(leg)
-            leg.connection_made(transport)
         transport.resume_reading()
         return leg
 
@@ -389,8 +385,7 @@ class Connection:
         except TokenRefused:
             if count_failure:
                 self.shared.failed_attempts.failed(self.peer_host)
-            raise Refusal(Failure.UNKNOWN_TOKEN, CloseCode.POLICY_VIOLATION, "unknown or expired token",
-                          f"resolver does not know token {token_ref(token)}") from None
+            raise _unknown_token(f"resolver does not know token {token_ref(token)}") from None
         finally:
             self.shared.metrics.resolver_latency(time.monotonic() - started)
 
@@ -403,8 +398,7 @@ class Connection:
         except Refusal as refusal:
             if refusal.failure is not Failure.UNKNOWN_TOKEN:
                 raise
-            raise Refusal(Failure.TOKEN_SPENT, CloseCode.POLICY_VIOLATION, SPENT,
-                          f"one-time token {token_ref(token)} spent since its look-up") from None
+            raise _token_spent(f"one-time token {token_ref(token)} spent since its look-up") from None
 
     async def _claim(self, token: str, console: Console) -> None:
         """Spend a one-time token the look-up left unclaimed, now that the console accepted the proxy."""
@@ -413,11 +407,9 @@ class Connection:
         try:
             await self._ask_resolver(self.shared.resolver.claim, token)
         except TokenSpent:
-            raise Refusal(Failure.TOKEN_SPENT, CloseCode.POLICY_VIOLATION, SPENT,
-                          f"claim of one-time token {token_ref(token)} lost: another session spent it") from None
+            raise _token_spent(f"claim of one-time token {token_ref(token)} lost: another session spent it") from None
         except TokenRefused:
-            raise Refusal(Failure.UNKNOWN_TOKEN, CloseCode.POLICY_VIOLATION, "unknown or expired token",
-                          f"resolver no longer knows token {token_ref(token)} at its claim") from None
+            raise _unknown_token(f"resolver no longer knows token {token_ref(token)} at its claim") from None
         log.info("claimed one-time token %s client=%s domain=%s", token_ref(token), self.peer, console.domain)
 
     async def _ask_resolver(self, call: Callable[[str], T], token: str) -> T:
@@ -452,6 +444,14 @@ class Connection:
             self.transport.abort()
         else:
             self.sock.close()
+
+
+def _token_spent(detail: str) -> Refusal:
+    return Refusal(Failure.TOKEN_SPENT, CloseCode.POLICY_VIOLATION, SPENT, detail)
+
+
+def _unknown_token(detail: str) -> Refusal:
+    return Refusal(Failure.UNKNOWN_TOKEN, CloseCode.POLICY_VIOLATION, "unknown or expired token", detail)
 
 
 def handler(shared: Shared) -> Callable[[socket.socket, "tuple[str, int]"], "asyncio.Task[None]"]:
