@@ -7,11 +7,11 @@ addresses, admin address, worker count) need a restart: a reload keeps
 their running values and names them, so the caller can say so.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence, Tuple
 
 from proxyd.settings import Contexts, Settings, from_args
-from resolverd.config import ConfigError
+from resolverd.config import ConfigError, keep_running
 
 RESTART_ONLY = ("listen", "admin_listen", "workers")
 
@@ -28,5 +28,5 @@ def reread(argv: Sequence[str], running: Settings) -> Reloaded:
     settings, contexts = from_args(argv, exit_on_error=False)
     if settings.listen_insecure != running.listen_insecure:
         raise ConfigError("switching the public port between TLS and clear text takes a restart")
-    kept = tuple(name for name in RESTART_ONLY if getattr(settings, name) != getattr(running, name))
-    return Reloaded(replace(settings, **{name: getattr(running, name) for name in RESTART_ONLY}), contexts, kept)
+    settings, kept = keep_running(settings, running, RESTART_ONLY)
+    return Reloaded(settings, contexts, kept)

@@ -10,8 +10,9 @@ command line it replaces the file's list rather than extending it.
 
 import argparse
 import configparser
+import dataclasses
 from pathlib import Path
-from typing import Any, Dict, List, NoReturn, Optional, Sequence
+from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple, TypeVar
 
 from resolverd import __version__
 
@@ -23,6 +24,16 @@ _FALSE_WORDS = {"0", "no", "false", "off"}
 
 class ConfigError(Exception):
     """A configuration problem, with a message that names the key or path at fault."""
+
+
+S = TypeVar("S")
+
+
+def keep_running(fresh: S, running: S, restart_only: Sequence[str]) -> Tuple[S, Tuple[str, ...]]:
+    """A reload's settings (dataclasses) with the running values of those that take a restart, and which of
+    them the files changed (the caller says they were kept)."""
+    kept = tuple(name for name in restart_only if getattr(fresh, name) != getattr(running, name))
+    return dataclasses.replace(fresh, **{name: getattr(running, name) for name in restart_only}), kept
 
 
 class _RaisingParser(argparse.ArgumentParser):

@@ -9,11 +9,11 @@ keeps their running values and names them, so the caller can say so.
 """
 
 import ssl
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 from resolverd import settings as settings_module, tls
-from resolverd.config import ConfigError
+from resolverd.config import ConfigError, keep_running
 from resolverd.settings import Settings
 
 RESTART_ONLY = ("connect", "listen", "console_listen", "threads")
@@ -31,8 +31,7 @@ def reread(argv: Sequence[str], running: Settings) -> Reloaded:
     fresh = settings_module.from_args(argv, exit_on_error=False)
     if fresh.tls_enabled != running.tls_enabled:
         raise ConfigError("switching the API between TLS and clear text takes a restart")
-    kept = tuple(name for name in RESTART_ONLY if getattr(fresh, name) != getattr(running, name))
-    fresh = replace(fresh, **{name: getattr(running, name) for name in RESTART_ONLY})
+    fresh, kept = keep_running(fresh, running, RESTART_ONLY)
     return Reloaded(fresh, server_context(fresh), kept)
 
 
