@@ -154,10 +154,7 @@ class TlsChardevLeg(ConsoleLeg):
 
     def send(self, data: bytes) -> None:
         assert self.transport is not None
-        if len(data) == 1:
-            self.transport.write(data)
-        else:
-            self.transport.writelines([data[at:at + 1] for at in range(len(data))])
+        self.transport.writelines([data[at:at + 1] for at in range(len(data))])
 
 
 def link(a: Leg, b: Leg) -> None:
