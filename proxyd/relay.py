@@ -142,19 +142,21 @@ class ConsoleLeg(Leg):
 
 
 class TlsChardevLeg(ConsoleLeg):
-    """The leg towards a serial console's TLS chardev: every byte the tenant types in a TLS record of its own.
+    """The leg towards a serial console's TLS chardev: the last byte of every write in a TLS record of its own.
 
     QEMU (7.2 at least) reads a TLS record from a chardev only as far as the
     guest's serial FIFO has room at that moment (16 bytes at most) and leaves
-    the rest inside GnuTLS, where nothing looks until more bytes arrive: the
-    tail of a pasted line would wait for the next keystroke.  A one-byte
-    record is always read whole.  What tenants type is little, so the cost
-    (a record header per byte) stays small; console output is unaffected.
+    the rest inside GnuTLS, where nothing looks while the socket has no more
+    bytes: the tail of a pasted line would wait for the next keystroke.  GnuTLS
+    hands out what it buffered before it reads the next record, so while a
+    later record waits in the socket QEMU keeps reading, and the last record,
+    one byte long, is always read whole.  Two records per write, whatever its
+    length.
     """
 
     def send(self, data: bytes) -> None:
         assert self.transport is not None
-        self.transport.writelines([data[at:at + 1] for at in range(len(data))])
+        self.transport.writelines([data[:-1], data[-1:]] if len(data) > 1 else [data])
 
 
 def link(a: Leg, b: Leg) -> None:

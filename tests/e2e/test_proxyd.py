@@ -51,7 +51,8 @@ def test_serial_echo_through_the_tls_chardev(proxyd, tokens):
 
 
 def test_a_pasted_line_reaches_the_tls_chardev_whole(proxyd, tokens):
-    """QEMU reads a chardev's TLS record only as far as the guest's FIFO has room: proxyd sends a record per byte."""
+    """QEMU reads a chardev's TLS record only as far as the guest's FIFO has room: proxyd ends each write with a
+    one-byte record.  Three pastes back to back also arrive while the FIFO is full."""
     with proxyd.open(tokens["serial1"]) as ws:
         stream = WsStream(ws)
         stream.sendall(ENQ)
@@ -59,6 +60,10 @@ def test_a_pasted_line_reaches_the_tls_chardev_whole(proxyd, tokens):
         pasted = bytes(range(0x41, 0x5b)) * 18  # 468 bytes in one websocket message
         stream.sendall(pasted)
         stream.read_until(pasted)
+        pastes = [bytes(range(0x61, 0x7b)) * n for n in (1, 7, 40)]
+        for paste in pastes:
+            stream.sendall(paste)
+        stream.read_until(b"".join(pastes))
 
 
 def test_serial_echo_through_the_pty_bridge(proxyd, tokens):
