@@ -30,7 +30,7 @@ import ssl
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Optional, Set, TypeVar, Union
+from typing import Callable, Optional, Set, TypeVar, Union, cast
 
 from websockets.frames import CloseCode
 from websockets.protocol import CLOSED, CLOSING, CONNECTING, OPEN
@@ -94,8 +94,7 @@ class _FirstBytes(asyncio.Protocol):
         self.transport: Optional[asyncio.Transport] = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not its subclasses
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
@@ -252,8 +251,9 @@ class Connection:
         loop = asyncio.get_running_loop()
         remaining = self.shared.handshake_timeout - (time.monotonic() - self.started)
         try:
-            transport, first = await loop.connect_accepted_socket(
-                lambda: _FirstBytes(allowed), self.sock, ssl=self.shared.public_context,
+            first = _FirstBytes(allowed)  # uvloop hands back its TLS protocol, not this one
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: first, self.sock, ssl=self.shared.public_context,
                 ssl_handshake_timeout=max(remaining, 0.1))
         except (ssl.SSLError, OSError, asyncio.TimeoutError) as exc:
             raise Refusal(Failure.TLS, 0, "TLS handshake failed", f"TLS handshake failed: {exc}") from None

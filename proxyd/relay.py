@@ -10,7 +10,7 @@ without bound.  Bytes are passed through as the transports deliver them
 """
 
 import asyncio
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
@@ -33,8 +33,7 @@ class Leg(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not its subclasses
         transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
 
     def connection_lost(self, exc: Optional[Exception]) -> None:

@@ -21,9 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Dict, List, Optional, Sequence, Set
 
+import uvloop
 from websockets.frames import CloseCode
 
-from proxyd import brake, channel, tlsbuffer
+from proxyd import brake, channel
 from proxyd.backends import Outbound
 from proxyd.connection import Shared, handler
 from proxyd.metrics import TO_CLIENT, TO_CONSOLE, WorkerMetrics
@@ -64,8 +65,9 @@ class Worker:
 
     def run(self) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides; Ctrl-C reaches the whole group
-        tlsbuffer.share_read_buffer()  # one TLS receive buffer per worker, not one per connection
-        asyncio.run(self._main())
+        # libuv's transports and TLS cost about 60% of asyncio's CPU per relayed message (bench/run.py), and
+        # leave an idle channel's 256 KiB TLS read buffer unallocated until bytes come.
+        uvloop.run(self._main())
         return 0
 
     async def _main(self) -> None:
