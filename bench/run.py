@@ -4,7 +4,8 @@
 Run as root from the repository (it starts the test lab's private libvirtd)::
 
     .venv/bin/python -m pip install -e '.[bench]'     # websockify, for its column
-    .venv/bin/python bench/run.py [--quick|--smoke] [--workers N] [--targets proxyd,websockify,direct]
+    .venv/bin/python bench/run.py [--quick|--smoke] [--backend echo|qemu-vnc] [--workers N]
+                                  [--targets proxyd,websockify,direct]
                                   [--sections throughput,aggregate,latency,sessions,memory]
 
 What it starts, all on this machine:
@@ -40,6 +41,15 @@ proxy.  What is measured:
 - the server's CPU seconds per GB, per round trip and per session set-up,
   which depend less on what else the machine runs than the rates do.
 
+``--backend qemu-vnc`` measures against the lab guest's real QEMU VNC server
+instead (VeNCrypt X509None, as proxyd reaches it; bench/vnc_client.py):
+whole-screen raw updates (paced by QEMU's refresh timer, so they show
+whether proxyd holds the screen back rather than what it can carry), round
+trips that QEMU answers at once (SetEncodings naming its extended key event
+pseudo-encoding), and new sessions up to ServerInit one at a time (QEMU
+listens with a backlog of 1).  websockify has no column there: its
+``--ssl-target`` starts TLS on connect, QEMU's VeNCrypt after RFB security.
+
 Everything shares the machine's CPUs; the load average is printed with the
 table.  ``--quick`` (under two minutes) and ``--smoke`` (seconds, for the
 test that the script works) shrink every part.
@@ -64,6 +74,8 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tup
 
 import psutil
 
+import vnc_client
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
@@ -71,6 +83,9 @@ BACKEND_HOST = "127.0.0.2"  # the guest's chardev listens on 127.0.0.1:PORT, the
 CHUNK = 64 * 1024
 COUNT = struct.Struct("!Q")
 ECHO, SINK, SOURCE = b"e", b"k", b"s"
+PING = b"p" * 64
+WEBSOCKIFY_VENCRYPT = ("websockify is not measured against QEMU's VNC: its --ssl-target starts TLS on connect, "
+                       "QEMU's VeNCrypt after the RFB security handshake")
 WEBSOCKIFY_HINT = "websockify is not installed: .venv/bin/python -m pip install -e '.[bench]'"
 
 
@@ -327,6 +342,7 @@ class Target:
     path: str = ""
     process: Optional[subprocess.Popen] = None
     per_channel_limit: int = 10 ** 9  # websockify forks a process per connection
+    open_batch: int = 50  # sessions opened at once
     notes: List[str] = field(default_factory=list)
 
     async def open(self, mode: bytes) -> Conn:
@@ -345,6 +361,12 @@ class Target:
             conn.send(b"x")
             assert await conn.exact(1) == b"x"
         return conn
+
+    round_trip_label = "64 B"
+
+    async def round_trip(self, conn: Conn) -> None:
+        conn.send(PING)
+        await conn.exact(len(PING))
 
     def processes(self) -> List[psutil.Process]:
         if self.process is None:
@@ -374,6 +396,53 @@ class Target:
             except psutil.NoSuchProcess:
                 pass
         return total
+
+
+@dataclass
+class VncTarget(Target):
+    """The lab's QEMU VNC server (VeNCrypt X509None), through proxyd or straight; a session is ready at ServerInit
+    plus one ping."""
+
+    screen: Optional[vnc_client.Screen] = None
+    # QEMU's VNC server listens with a backlog of 1: connections that arrive together wait for the kernel to
+    # retransmit its SYN-ACK (1 s, 2 s, ...), through proxyd or not.
+    open_batch: int = 1
+
+    async def ready(self, mode: bytes = b"") -> Conn:
+        loop = asyncio.get_running_loop()
+        if self.websocket:
+            _, conn = await loop.create_connection(lambda: Conn(True), self.host, self.port, ssl=self.context,
+                                                   server_hostname=self.server_hostname)
+            await conn.upgrade(self.path, f"{self.server_hostname}:{self.port}")
+            self.screen = await vnc_client.open_through_proxy(conn)
+        else:
+            _, conn = await loop.create_connection(lambda: Conn(False), self.host, self.port)
+
+            async def start_tls() -> None:
+                assert conn.transport is not None
+                conn.transport = await loop.start_tls(conn.transport, conn, self.context,
+                                                      server_hostname=self.server_hostname)
+            self.screen = await vnc_client.open_vencrypt(conn, start_tls)
+        await self.round_trip(conn)
+        return conn
+
+    round_trip_label = "VNC ping"
+
+    async def round_trip(self, conn: Conn) -> None:
+        await vnc_client.ping(conn)
+
+
+async def screens(target: VncTarget, seconds: float) -> float:
+    """Whole-screen raw updates back to back for ``seconds``: MB/s."""
+    conn = await target.ready()
+    assert target.screen is not None
+    received = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        received += await vnc_client.update(conn, target.screen, target.screen.width, target.screen.height)
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return received / elapsed / 1e6
 
 
 async def upload(target: Target, size: int, conn: Optional[Conn] = None) -> float:
@@ -417,12 +486,11 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 async def latency(target: Target, sessions: int, seconds: float, interval: float) -> Tuple[float, float, float]:
-    """Round trips of 64-byte messages, one session back to back or many each sending every ``interval``:
-    p50 and p99 (us), and the server's CPU per round trip (us)."""
+    """Round trips (64-byte echoes, or 1x1 screen updates from QEMU), one session back to back or many each
+    sending every ``interval``: p50 and p99 (us), and the server's CPU per round trip (us)."""
     conns = []
-    for start in range(0, sessions, 50):
-        conns += await asyncio.gather(*(target.ready() for _ in range(min(50, sessions - start))))
-    message = b"p" * 64
+    for start in range(0, sessions, target.open_batch):
+        conns += await asyncio.gather(*(target.ready() for _ in range(min(target.open_batch, sessions - start))))
     times: List[float] = []
 
     async def pinger(conn: Conn) -> None:
@@ -433,8 +501,7 @@ async def latency(target: Target, sessions: int, seconds: float, interval: float
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
                 due += interval
             began = time.perf_counter()
-            conn.send(message)
-            await conn.exact(64)
+            await target.round_trip(conn)
             times.append(time.perf_counter() - began)
 
     await asyncio.sleep(0.2)
@@ -521,6 +588,8 @@ class Bench:
         pki, daemon, kind = lab.pki, lab.libvirtd, lab.domain_type
         factory = GuestFactory(daemon, GuestImage(run_dir / "image"), pki, run_dir / "disks", kind)
         teardown.register(factory.cleanup)
+        if self.args.backend == "qemu-vnc":
+            return self._qemu_vnc(factory, daemon, pki, run_dir)
         guest = factory(consoles={"tls-serial"}, wait=False)
         guest.domain.suspend()  # QEMU keeps its ports; the CPUs are left to the benchmark
         ordinal = next(n for kind_, n, device in metadata.consoles_of(guest.xml())
@@ -560,6 +629,30 @@ class Bench:
         if "direct" in wanted:
             direct_tls = tls.client_context(pki.ca_cert, pki.proxyd_qemu_client.cert, pki.proxyd_qemu_client.key)
             targets["direct"] = Target("direct", BACKEND_HOST, port, False, direct_tls, BACKEND_HOST)
+        return targets
+
+    def _qemu_vnc(self, factory, daemon, pki, run_dir: Path) -> Dict[str, Target]:
+        from lab.consoles import console_spec, enable
+        from lab.proxyd import Proxyd
+        from lab.resolverd import Resolverd
+        from resolverd import tls
+
+        guest = factory(consoles={"vnc"}, wait=False)
+        guest.domain.suspend()  # the screen stays as it is, QEMU's VNC server answers; the CPUs are left to the bench
+        (token,) = enable(daemon.connection(), guest, console_spec("vnc"))
+        assert guest.vnc_port is not None
+        resolver = Resolverd(run_dir, pki, [daemon.uri], log_level="info")
+        self.teardown.register(resolver.stop)
+        resolver.start()
+        targets: Dict[str, Target] = {}
+        if "proxyd" in self.args.targets:
+            proxy = Proxyd(run_dir, pki, resolver, "--log-level", "info", workers=self.args.workers).start()
+            self.teardown.register(proxy.kill)
+            targets["proxyd"] = VncTarget("proxyd", "127.0.0.1", proxy.port, True, tls.client_context(pki.ca_cert),
+                                          "localhost", f"/websockify?token={token}", proxy.process)
+        if "direct" in self.args.targets:
+            direct_tls = tls.client_context(pki.ca_cert, pki.proxyd_qemu_client.cert, pki.proxyd_qemu_client.key)
+            targets["direct"] = VncTarget("direct", "127.0.0.1", guest.vnc_port, False, direct_tls, "127.0.0.1")
         return targets
 
     def _websockify(self, command: str, run_dir: Path, pki, token: str, port: int,
@@ -664,13 +757,25 @@ async def measure(targets: Dict[str, Target], args: argparse.Namespace, plan: Pl
     names = list(targets)
     limit = plan.limit
     cores = os.cpu_count() or 1
+    qemu_vnc = args.backend == "qemu-vnc"
+    round_trip_label = targets[names[0]].round_trip_label
     for name in names:  # warm up: the workers' first resolver connections, imports, caches
         for _ in range(4):
             conn = await guarded(targets[name], "warm-up", targets[name].ready(), limit)
             if conn is not None:
                 conn.close()
 
-    if "throughput" in sections:
+    if "throughput" in sections and qemu_vnc:
+        seconds = 2 * plan.rtt_seconds
+        cpu_before = {name: targets[name].cpu() for name in names}
+        rates = {name: await guarded(targets[name], "screen updates", screens(targets[name], seconds), limit)
+                 for name in names}
+        table.add("whole-screen raw updates backend->client (MB/s)", cells(rates, ".0f"), ratios(rates))
+        per_gb = {name: (targets[name].cpu() - cpu_before[name]) / (rate * seconds / 1e3)
+                  for name, rate in rates.items() if name != "direct" and rate}
+        table.add("server CPU s per GB relayed", cells(per_gb, ".2f"), "screen updates")
+
+    if "throughput" in sections and not qemu_vnc:
         size = plan.stream_mib * 2 ** 20
         cpu: Dict[str, float] = {}
         for label, run in (("client->backend", upload), ("backend->client", download)):
@@ -693,7 +798,7 @@ async def measure(targets: Dict[str, Target], args: argparse.Namespace, plan: Pl
                   "single streams, both ways" + (f"; websockify/proxyd {per_gb['websockify'] / per_gb['proxyd']:.1f}x"
                                                  if per_gb.get("websockify") and per_gb.get("proxyd") else ""))
 
-    if "aggregate" in sections:
+    if "aggregate" in sections and not qemu_vnc:
         size = plan.aggregate_mib * 2 ** 20
         for label, run in (("client->backend", upload), ("backend->client", download)):
             values = {name: await guarded(targets[name], f"{args.streams} streams {label}",
@@ -714,7 +819,7 @@ async def measure(targets: Dict[str, Target], args: argparse.Namespace, plan: Pl
                 direct = values.get("direct")
                 note = ", ".join(f"{name} +{values[name] - direct:.0f}" for name in names
                                  if name != "direct" and values[name] is not None) + " us added" if direct else ""
-                table.add(f"RTT 64 B {label}, {what} (us)", cells(values, ".0f"), note)
+                table.add(f"RTT {round_trip_label} {label}, {what} (us)", cells(values, ".0f"), note)
             table.add("  server CPU per round trip (us)",
                       cells({name: None if r is None else r[2] for name, r in results.items() if name != "direct"},
                             ".0f"))
@@ -725,7 +830,7 @@ async def measure(targets: Dict[str, Target], args: argparse.Namespace, plan: Pl
                    for name in names}
         column = {index: {name: None if r is None else r[index] for name, r in results.items()} for index in range(4)}
         table.add("new sessions per second", cells(column[0], ".0f"),
-                  f"{args.concurrency} clients in a loop; {ratios(column[0])}")
+                  f"{args.concurrency} client{'s' if args.concurrency != 1 else ''} in a loop; {ratios(column[0])}")
         table.add("session set-up p50 (ms)", cells(column[1], ".1f"))
         table.add("session set-up p99 (ms)", cells(column[2], ".1f"))
         per_session = {k: v for k, v in column[3].items() if k != "direct"}
@@ -733,7 +838,7 @@ async def measure(targets: Dict[str, Target], args: argparse.Namespace, plan: Pl
                   f"so {cores} CPUs of its own would open {cores * 1000 / per_session['proxyd']:.0f}/s with proxyd"
                   if per_session.get("proxyd") else "")
 
-    if "memory" in sections:
+    if "memory" in sections and not qemu_vnc:
         measured: Dict[Tuple[str, int], Tuple[float, float]] = {}
         for channels in args.channels or plan.channels:
             totals: Dict[str, str] = {}
@@ -767,13 +872,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="proxyd --workers (default: its own default, one per CPU: %(default)s)")
     parser.add_argument("--targets", default="proxyd,websockify,direct", type=lambda s: s.split(","),
                         help="columns (default: %(default)s)")
-    parser.add_argument("--sections", default="throughput,aggregate,latency,sessions,memory",
-                        type=lambda s: s.split(","), help="what to measure (default: %(default)s)")
+    parser.add_argument("--backend", choices=("echo", "qemu-vnc"), default="echo",
+                        help="echo: the TLS echo/sink server; qemu-vnc: the lab guest's QEMU VNC server with "
+                             "VeNCrypt, proxyd and direct only (default: %(default)s)")
+    parser.add_argument("--sections", type=lambda s: s.split(","),
+                        help="what to measure (default: throughput,aggregate,latency,sessions,memory; "
+                             "with qemu-vnc: throughput,latency,sessions)")
     parser.add_argument("--streams", type=int, default=None, help="concurrent streams for the aggregate (100)")
     parser.add_argument("--active", type=int, default=None, help="active sessions for the second latency run (100)")
     parser.add_argument("--interval", type=float, default=100.0,
                         help="ms between one active session's messages (default: %(default)s)")
-    parser.add_argument("--concurrency", type=int, default=16, help="clients opening sessions in a loop")
+    parser.add_argument("--concurrency", type=int,
+                        help="clients opening sessions in a loop (default: 16; qemu-vnc: 1, QEMU listens with a "
+                             "backlog of 1)")
     parser.add_argument("--channels", type=lambda s: [int(n) for n in s.split(",")], default=None,
                         help="idle channels to hold open for the memory figures (default: 2000,10000; "
                              "--quick: 500,2000)")
@@ -788,6 +899,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         serve_backend(host, int(port), cert, key, ca)
         return 0
     plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
+    if args.concurrency is None:
+        args.concurrency = 1 if args.backend == "qemu-vnc" else 16
+    if args.sections is None:
+        args.sections = ["throughput", "latency", "sessions"] + ([] if args.backend == "qemu-vnc" else
+                                                                   ["aggregate", "memory"])
     if args.websockify_channels is None:
         args.websockify_channels = plan.websockify_channels
     args.streams = args.streams or (10 if args.smoke else 100)
@@ -810,7 +926,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for note in target.notes:
             print(f"note: {target.name}: {note}")
     if "websockify" in args.targets and "websockify" not in targets:
-        print(f"note: {WEBSOCKIFY_HINT}")
+        print(f"note: {WEBSOCKIFY_HINT if args.backend == 'echo' else WEBSOCKIFY_VENCRYPT}")
     print(f"machine: {os.cpu_count()} CPUs shared by client, backend, resolverd and the proxy; load average "
           f"{' '.join(f'{v:.2f}' for v in load_before)} before, {' '.join(f'{v:.2f}' for v in load_after)} after; "
           f"proxyd --workers {args.workers}; {time.monotonic() - began:.0f} s")

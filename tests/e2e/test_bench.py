@@ -33,3 +33,23 @@ def test_the_benchmark_measures_everything_in_smoke_mode():
         assert all(re.fullmatch(r"\d+(\.\d+)?", value) for value in values[:expected]), line
     assert "failed" not in done.stdout
     assert re.search(r"load average [\d.]+ [\d.]+ [\d.]+ before", done.stdout)
+
+
+VNC_ROWS = ("whole-screen raw updates backend->client (MB/s)", "RTT VNC ping p50, 1 session, back to back (us)",
+            "RTT VNC ping p99, 10 sessions, each every 100 ms (us)", "new sessions per second",
+            "session set-up p99 (ms)")
+
+
+@pytest.mark.timeout(180)
+def test_the_benchmark_measures_the_real_qemu_vnc_server_in_smoke_mode():
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "run.py"), "--smoke", "--backend", "qemu-vnc"],
+                          cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=170)
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[1:3] == ["proxyd", "direct"], lines[0]
+    for row in VNC_ROWS:
+        line = next((line for line in lines if line.strip().startswith(row)), None)
+        assert line is not None, f"no row {row!r} in:\n{done.stdout}"
+        assert all(re.fullmatch(r"\d+(\.\d+)?", value) for value in line.strip()[len(row):].split()[:2]), line
+    assert "failed" not in done.stdout
+    assert "websockify is not measured against QEMU's VNC" in done.stdout
