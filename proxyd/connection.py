@@ -28,9 +28,8 @@ import math
 import socket
 import ssl
 import time
-from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Optional, Set, TypeVar, Union, cast
+from typing import Awaitable, Callable, Optional, Set, TypeVar, Union, cast
 
 from websockets.frames import CloseCode
 from websockets.protocol import CLOSED, CLOSING, CONNECTING, OPEN
@@ -77,7 +76,6 @@ class Shared:
     resolver_timeout: float
     outbound: Outbound
     resolver: ResolverClient
-    executor: Executor
     failed_attempts: FailedAttempts
     metrics: WorkerMetrics
     sessions: Set[Session]
@@ -412,11 +410,10 @@ class Connection:
             raise _unknown_token(f"resolver no longer knows token {token_ref(token)} at its claim") from None
         log.info("claimed one-time token %s client=%s domain=%s", token_ref(token), self.peer, console.domain)
 
-    async def _ask_resolver(self, call: Callable[[str], T], token: str) -> T:
-        """``call(token)`` in the thread pool, within the resolver time-out; TokenRefused passes through."""
-        asked = asyncio.get_running_loop().run_in_executor(self.shared.executor, call, token)
+    async def _ask_resolver(self, call: Callable[[str], Awaitable[T]], token: str) -> T:
+        """``call(token)`` within the resolver time-out; TokenRefused passes through."""
         try:
-            return await asyncio.wait_for(asked, self.shared.resolver_timeout)
+            return await asyncio.wait_for(call(token), self.shared.resolver_timeout)
         except (ResolverUnavailable, asyncio.TimeoutError) as exc:
             raise Refusal(Failure.RESOLVER_UNAVAILABLE, CloseCode.TRY_AGAIN_LATER,
                           "the console directory is unavailable; try again later",

@@ -6,25 +6,25 @@ connection claims the token (``POST <base>/token/<token>/claim``) only once
 the console accepted the proxy, so a console that refuses or is down does not
 spend the tenant's token.  Exactly one claim of a one-time token wins.
 
-Blocking http.client calls meant for a worker's thread pool: one kept-alive
-connection per thread, a connect time-out and a read time-out, so a resolver
-that is down or slow ends in ResolverUnavailable within a bounded time.  A new
-connection resumes the TLS session of the last one that answered (resolverd
-closes connections idle for 75 s, so on a quiet proxy most look-ups start
-one): no certificate to verify or sign on either side.
+HTTP/1.1 on the worker's event loop (a thread pool cost a worker about 1 ms
+of CPU per look-up): kept-alive connections, at most CONNECTIONS at once, a
+connect time-out and a read time-out, so a resolver that is down or slow
+ends in ResolverUnavailable within a bounded time.  asyncio cannot offer a
+previous TLS session, so a new connection is a full handshake; resolverd
+keeps idle connections 75 s, so a busy proxy rarely opens one.
 The answer keeps the anchor's shape (type, address, insecure, tlsTunnel,
 password) and reads resolverd's extra fields when present.
 """
 
 import argparse
+import asyncio
 import http.client
+import io
 import json
 import logging
-import socket
 import ssl
-import threading
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote, urlsplit
 
 from resolverd.settings import address
@@ -32,6 +32,7 @@ from resolverd.settings import address
 log = logging.getLogger(__name__)
 
 MAX_ANSWER = 64 * 1024
+CONNECTIONS = 32  # per worker: look-ups beyond that wait for a connection
 CONSOLE_TYPES = {"vnc": "vnc", "spice": "spice", "serial": "serial", "console": "serial"}
 
 
@@ -104,6 +105,8 @@ def parse_answer(document: Any) -> Console:
 
 
 class ResolverClient:
+    """resolverd's API on the worker's event loop, over at most CONNECTIONS kept-alive connections."""
+
     def __init__(self, base_uri: str, context: Optional[ssl.SSLContext], connect_timeout: float,
                  read_timeout: float) -> None:
         parts = urlsplit(base_uri)
@@ -113,18 +116,21 @@ class ResolverClient:
             raise ValueError("an https resolver needs a TLS context, an http one none")
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._host_header = f"[{self._host}]" if ":" in self._host else self._host
+        if parts.port:
+            self._host_header += f":{parts.port}"
         self._path = parts.path.rstrip("/") + "/token/"
         self._context = context
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: "set[http.client.HTTPConnection]" = set()
-        self._session: Optional[ssl.SSLSession] = None  # of the last connection that answered
+        self._idle: List[asyncio.StreamWriter] = []
+        self._readers: Dict[asyncio.StreamWriter, asyncio.StreamReader] = {}
+        self._slots: Optional[asyncio.Semaphore] = None
+        self._closed = False
 
-    def lookup(self, token: str) -> Console:
-        """Blocking; run it in a thread pool.  A one-time token is left unclaimed (``Console.claim``)."""
-        status, body = self._call("GET", self._path + quote(token, safe="") + "?claim=later")
+    async def lookup(self, token: str) -> Console:
+        """The console of ``token``; a one-time token is left unclaimed (``Console.claim``)."""
+        status, body = await self._call("GET", self._path + quote(token, safe="") + "?claim=later")
         if status == 404:
             raise TokenRefused()
         if status != 200:
@@ -134,9 +140,9 @@ class ResolverClient:
         except ValueError as exc:
             raise ResolverUnavailable(f"unusable answer: {exc}") from None
 
-    def claim(self, token: str) -> None:
-        """Blocking: spend a one-time token; TokenSpent if another session spent it first."""
-        status, _ = self._call("POST", self._path + quote(token, safe="") + "/claim")
+    async def claim(self, token: str) -> None:
+        """Spend a one-time token; TokenSpent if another session spent it first."""
+        status, _ = await self._call("POST", self._path + quote(token, safe="") + "/claim")
         if status == 409:
             raise TokenSpent()
         if status == 404:
@@ -144,98 +150,101 @@ class ResolverClient:
         if status != 200:
             raise ResolverUnavailable(f"resolver answered HTTP {status} to a claim")
 
-    def _call(self, method: str, path: str) -> "tuple[int, bytes]":
-        try:
-            return self._exchange(method, path)
-        except (OSError, http.client.HTTPException) as exc:
-            raise ResolverUnavailable(_describe(exc)) from None
-
-    def _exchange(self, method: str, path: str) -> "tuple[int, bytes]":
-        connection, reused = self._connection()
-        try:
-            return self._request(connection, method, path)
-        except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
-            self._drop(connection)
-            if not reused:
-                raise
-        except BaseException:
-            self._drop(connection)
-            raise
-        # resolverd closed the idle kept-alive connection before reading the request: retry once.
-        connection, _ = self._connection()
-        try:
-            return self._request(connection, method, path)
-        except BaseException:
-            self._drop(connection)
-            raise
-
     def close(self) -> None:
-        with self._lock:
-            connections, self._connections = self._connections, set()
-        for connection in connections:
-            connection.close()
+        """Close the idle connections; those in use close when their answer is in."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for writer in idle:
+            self._drop(writer)
 
-    def _request(self, connection: http.client.HTTPConnection, method: str, path: str) -> "tuple[int, bytes]":
-        connection.request(method, path, headers={"Accept": "application/json"})
-        sock = connection.sock  # http.client lets go of it when the answer says Connection: close
-        response = connection.getresponse()
-        if isinstance(sock, ssl.SSLSocket):
-            session = sock.session  # TLS 1.3 tickets come before the answer: read with its head
-            if session is not None and session.has_ticket:
-                self._session = session
-        body = response.read(MAX_ANSWER + 1)
-        if len(body) > MAX_ANSWER:
-            self._drop(connection)
-            raise ResolverUnavailable("answer too large")
-        if response.will_close:
-            self._drop(connection)
-        return response.status, body
+    async def _call(self, method: str, path: str) -> Tuple[int, bytes]:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(CONNECTIONS)
+        async with self._slots:
+            try:
+                return await self._exchange(method, path)
+            except asyncio.TimeoutError:
+                raise ResolverUnavailable("resolver timed out") from None
+            except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+                raise ResolverUnavailable(_describe(exc)) from None
 
-    def _connection(self) -> "tuple[http.client.HTTPConnection, bool]":
-        connection: Optional[http.client.HTTPConnection] = getattr(self._local, "connection", None)
-        if connection is not None and connection.sock is not None:
-            return connection, True
-        if self._context is not None:
-            connection = _ResumingHTTPSConnection(self._host, self._port, timeout=self._connect_timeout,
-                                                  context=self._context, session=self._session)
+    async def _exchange(self, method: str, path: str) -> Tuple[int, bytes]:
+        while self._idle:
+            writer = self._idle.pop()
+            if writer.is_closing() or self._readers[writer].at_eof():
+                self._drop(writer)
+                continue
+            try:
+                return await self._request(writer, method, path, reused=True)
+            except _Stale:
+                continue  # resolverd closed the idle kept-alive connection before reading the request
+        return await self._request(await self._open(), method, path, reused=False)
+
+    async def _open(self) -> asyncio.StreamWriter:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(
+            self._host, self._port, ssl=self._context, server_hostname=self._host if self._context else None,
+            ssl_handshake_timeout=self._connect_timeout if self._context else None), self._connect_timeout)
+        self._readers[writer] = reader
+        return writer
+
+    async def _request(self, writer: asyncio.StreamWriter, method: str, path: str,
+                       reused: bool) -> Tuple[int, bytes]:
+        reader = self._readers[writer]
+        try:
+            writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self._host_header}\r\nAccept: application/json\r\n"
+                         "Content-Length: 0\r\n\r\n".encode())
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self._read_timeout)
+            except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+                if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                    raise
+                if reused:
+                    raise _Stale() from None
+                raise ConnectionError("resolver closed the connection without answering") from None
+            status, headers = _parse_head(head)
+            if headers.get("Transfer-Encoding"):
+                raise ValueError(f"Transfer-Encoding {headers['Transfer-Encoding']} is not supported")
+            length = int(headers.get("Content-Length") or 0)
+            if length > MAX_ANSWER:
+                raise ResolverUnavailable("answer too large")
+            body = await asyncio.wait_for(reader.readexactly(length), self._read_timeout)
+        except BaseException:
+            self._drop(writer)
+            raise
+        if self._closed or (headers.get("Connection") or "").lower() == "close":
+            self._drop(writer)
         else:
-            connection = http.client.HTTPConnection(self._host, self._port, timeout=self._connect_timeout)
-        connection.connect()
-        assert connection.sock is not None
-        connection.sock.settimeout(self._read_timeout)
-        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._local.connection = connection
-        with self._lock:
-            self._connections.add(connection)
-        return connection, False
+            self._idle.append(writer)
+        return status, body
 
-    def _drop(self, connection: http.client.HTTPConnection) -> None:
-        connection.close()
-        if getattr(self._local, "connection", None) is connection:
-            self._local.connection = None
-        with self._lock:
-            self._connections.discard(connection)
+    def _drop(self, writer: asyncio.StreamWriter) -> None:
+        self._readers.pop(writer, None)
+        writer.close()
 
 
-class _ResumingHTTPSConnection(http.client.HTTPSConnection):
-    """An HTTPS connection that offers a previous TLS session (http.client has no way to pass one)."""
+class _Stale(Exception):
+    """A kept-alive connection was closed by resolverd before it answered."""
 
-    def __init__(self, host: str, port: int, timeout: float, context: ssl.SSLContext,
-                 session: Optional[ssl.SSLSession]) -> None:
-        super().__init__(host, port, timeout=timeout, context=context)
-        self._tls_context = context
-        self._tls_session = session
 
-    def connect(self) -> None:
-        http.client.HTTPConnection.connect(self)  # TCP (no proxy tunnel here)
-        self.sock = self._tls_context.wrap_socket(self.sock, server_hostname=self.host, session=self._tls_session)
+def _parse_head(head: bytes) -> Tuple[int, "http.client.HTTPMessage"]:
+    """Status and headers of an HTTP/1.1 answer's head (ValueError when it is not one)."""
+    status_line, _, fields = head.partition(b"\r\n")
+    version, _, rest = status_line.decode("latin-1").partition(" ")
+    code = rest.split(" ", 1)[0]
+    if version not in ("HTTP/1.1", "HTTP/1.0") or not code.isdigit() or len(code) != 3:
+        raise ValueError(f"not an HTTP answer: {status_line[:80]!r}")
+    headers = http.client.parse_headers(io.BytesIO(fields))
+    if version == "HTTP/1.0" and (headers.get("Connection") or "").lower() != "keep-alive":
+        headers["Connection"] = "close"
+    return int(code), headers
 
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"resolver certificate not trusted: {exc.verify_message}"
-    if isinstance(exc, socket.timeout):
-        return "resolver timed out"
     if isinstance(exc, ssl.SSLError):
         return f"TLS with the resolver failed: {exc.reason or exc}"
+    if isinstance(exc, (asyncio.IncompleteReadError, asyncio.LimitOverrunError)):
+        return "resolver closed the connection in the middle of its answer" \
+            if isinstance(exc, asyncio.IncompleteReadError) else "answer head too large"
     return f"{type(exc).__name__}: {exc}"

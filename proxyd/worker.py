@@ -17,7 +17,6 @@ import signal
 import socket
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Dict, List, Optional, Sequence, Set
 
@@ -42,7 +41,6 @@ log = logging.getLogger(__name__)
 TICK = 1.0
 ACCEPT_BATCH = 64
 MAX_HANDSHAKES = 2048  # connections of one worker between accept and open session
-RESOLVER_THREADS = 32
 ACCEPT_PAUSE = 1.0  # after running out of file descriptors
 
 
@@ -76,10 +74,9 @@ class Worker:
         loop.add_signal_handler(signal.SIGTERM, self.drain)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # blocked since the fork (see Master._spawn)
-        executor = ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="resolver")
         self._brake = brake.WorkerBrake(self._link)
         self._shared = Shared(
-            **self._configured(), executor=executor, failed_attempts=self._brake, metrics=self._metrics,
+            **self._configured(), failed_attempts=self._brake, metrics=self._metrics,
             sessions=self._sessions, ticket_key=TicketKey.generate(), directory=self._directory)
         self._start = handler(self._shared)
         for listener in self._listeners:
@@ -92,7 +89,6 @@ class Worker:
         finally:
             ticker.cancel()
             self._send_snapshot()
-            executor.shutdown(wait=False, cancel_futures=True)
             self._shared.resolver.close()
 
     def _configured(self) -> Dict[str, Any]:

@@ -4,12 +4,13 @@ resolverd itself never sends garbage or stalls, so these peers stand in for
 a broken or overloaded resolver; the end-to-end tests use the real one.
 """
 
+import asyncio
 import http.server
 import json
 import socket
 import threading
 import time
-from typing import Callable, Iterator, Tuple
+from typing import Awaitable, Callable, Iterator, Tuple, TypeVar
 
 import pytest
 
@@ -75,6 +76,7 @@ def test_bad_answers(document, message):
 
 
 Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
+T = TypeVar("T")
 
 
 class Resolver:
@@ -84,7 +86,6 @@ class Resolver:
         outer = self
         self.paths = []
         self.connections = 0
-        self.resumed = []  # per request: did its connection resume an earlier TLS session
 
         class Handle(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -95,7 +96,6 @@ class Resolver:
 
             def do_GET(self) -> None:
                 outer.paths.append(self.path)
-                outer.resumed.append(self.connection.session_reused)
                 answer(self)
 
             def do_POST(self) -> None:
@@ -148,19 +148,45 @@ def resolver(pki) -> Iterator[Callable[..., Tuple[Resolver, ResolverClient]]]:
         server.close()
 
 
+def run(client: ResolverClient, scenario: Callable[[ResolverClient], Awaitable[T]]) -> T:
+    """``scenario`` on one event loop (uvloop, as in a worker); the client's connections close at its end."""
+    async def main() -> T:
+        try:
+            return await scenario(client)
+        finally:
+            client.close()
+    return asyncio.run(main())
+
+
 def test_lookup_path_and_keep_alive(resolver):
     server, client = resolver(reply(200, json.dumps(GOOD).encode()))
-    assert client.lookup("abc/..?x") == parse_answer(GOOD)
-    assert client.lookup("second") == parse_answer(GOOD)
+
+    async def two(c: ResolverClient):
+        return [await c.lookup("abc/..?x"), await c.lookup("second")]
+    assert run(client, two) == [parse_answer(GOOD)] * 2
     assert server.paths == ["/consoleresolver/token/abc%2F..%3Fx?claim=later",
                             "/consoleresolver/token/second?claim=later"]
     assert server.connections == 1
 
 
+def test_concurrent_look_ups_share_at_most_the_connection_limit(resolver, monkeypatch):
+    monkeypatch.setattr("proxyd.resolver.CONNECTIONS", 3)
+    server, client = resolver(reply(200, json.dumps(GOOD).encode()))
+
+    async def many(c: ResolverClient):
+        return await asyncio.gather(*(c.lookup(f"t{n}") for n in range(20)))
+    assert run(client, many) == [parse_answer(GOOD)] * 20
+    assert len(server.paths) == 20
+    assert server.connections <= 3
+
+
 def test_a_claim_is_a_post_on_the_token_kept_alive_with_the_look_ups(resolver):
     server, client = resolver(reply(200, b'{"claimed": true}'))
-    client.claim("abc/..?x")
-    client.claim("second")
+
+    async def two(c: ResolverClient):
+        await c.claim("abc/..?x")
+        await c.claim("second")
+    run(client, two)
     assert server.paths == ["POST /consoleresolver/token/abc%2F..%3Fx/claim",
                             "POST /consoleresolver/token/second/claim"]
     assert server.connections == 1
@@ -170,30 +196,43 @@ def test_a_claim_is_a_post_on_the_token_kept_alive_with_the_look_ups(resolver):
 def test_a_lost_claim_is_token_spent_and_others_refused_or_unavailable(resolver, status, refusal):
     _, client = resolver(reply(status, b'{"error": "x"}'))
     with pytest.raises(refusal):
-        client.claim("tok")
+        run(client, lambda c: c.claim("tok"))
 
 
 def test_unknown_token_is_404(resolver):
     _, client = resolver(reply(404, b'{"error": "No token found"}'))
     with pytest.raises(TokenRefused):
-        client.lookup("nope")
+        run(client, lambda c: c.lookup("nope"))
 
 
 def test_server_error_is_unavailable(resolver):
     _, client = resolver(reply(503, b'{"error": "down"}'))
     with pytest.raises(ResolverUnavailable, match="HTTP 503"):
-        client.lookup("t")
+        run(client, lambda c: c.lookup("t"))
 
 
-@pytest.mark.parametrize("body, message", [
-    (b"not json", "unusable answer"),
-    (b'{"type": "vnc"}', "no address"),
-    (b"x" * 70000, "answer too large"),
+def raw(answer: bytes) -> Handler:
+    def send(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.wfile.write(answer)
+        handler.close_connection = True
+    return send
+
+
+@pytest.mark.parametrize("answer, message", [
+    (reply(200, b"not json"), "unusable answer"),
+    (reply(200, b'{"type": "vnc"}'), "no address"),
+    (reply(200, b"x" * 70000), "answer too large"),
+    (raw(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"), "not an HTTP answer"),
+    (raw(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}"), "closed the connection in the middle"),
+    (raw(b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n{}"), "invalid literal"),
+    (raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"), "not supported"),
+    (raw(b"HTTP/1.1 200 OK\r\nX: " + b"y" * 70000 + b"\r\n\r\n"), "answer head too large"),
+    (raw(b""), "closed the connection without answering"),
 ])
-def test_garbage_answers_are_unavailable(resolver, body, message):
-    _, client = resolver(reply(200, body))
+def test_garbage_answers_are_unavailable(resolver, answer, message):
+    _, client = resolver(answer)
     with pytest.raises(ResolverUnavailable, match=message):
-        client.lookup("t")
+        run(client, lambda c: c.lookup("t"))
 
 
 def test_slow_resolver_times_out(resolver):
@@ -203,22 +242,32 @@ def test_slow_resolver_times_out(resolver):
     _, client = resolver(slow, read_timeout=0.3)
     started = time.monotonic()
     with pytest.raises(ResolverUnavailable, match="timed out"):
-        client.lookup("t")
+        run(client, lambda c: c.lookup("t"))
     assert time.monotonic() - started < 1.0
 
 
 def test_resolver_closing_after_each_answer_still_works(resolver):
     server, client = resolver(reply(200, json.dumps(GOOD).encode(), close=True))
-    for _ in range(3):
-        assert client.lookup("t").port == 5901
+
+    async def three(c: ResolverClient):
+        return [(await c.lookup("t")).port for _ in range(3)]
+    assert run(client, three) == [5901] * 3
     assert server.connections == 3
 
 
-def test_a_new_connection_resumes_the_tls_session_of_the_last(resolver):
-    server, client = resolver(reply(200, json.dumps(GOOD).encode(), close=True))
-    for _ in range(3):
-        client.lookup("t")
-    assert server.resumed == [False, True, True]
+def test_a_kept_alive_connection_the_resolver_dropped_is_replaced(resolver):
+    """resolverd closes idle connections (after 75 s): the next look-up goes on a new one, without an error."""
+    def answer_then_hang_up(handler) -> None:
+        reply(200, json.dumps(GOOD).encode())(handler)
+        handler.close_connection = True  # no Connection: close header: the client believes it kept alive
+    server, client = resolver(answer_then_hang_up)
+
+    async def two(c: ResolverClient):
+        first = await c.lookup("t")
+        await asyncio.sleep(0)  # the hang-up may or may not have arrived yet: either way must work
+        return [first, await c.lookup("t")]
+    assert run(client, two) == [parse_answer(GOOD)] * 2
+    assert server.connections == 2
 
 
 def test_resolver_down(pki):
@@ -229,27 +278,27 @@ def test_resolver_down(pki):
     client = ResolverClient(f"https://127.0.0.1:{port}/consoleresolver", tls.client_context(
         pki.ca_cert, pair.cert, pair.key), 1.0, 1.0)
     with pytest.raises(ResolverUnavailable, match="ConnectionRefused"):
-        client.lookup("t")
+        run(client, lambda c: c.lookup("t"))
 
 
 def test_resolver_certificate_from_another_ca(resolver, pki):
     foreign = pki.issue("foreign-resolver", foreign=True)
     _, client = resolver(reply(200, b"{}"), server_pair=foreign)
     with pytest.raises(ResolverUnavailable, match="certificate not trusted"):
-        client.lookup("t")
+        run(client, lambda c: c.lookup("t"))
 
 
 def test_resolver_name_is_checked(resolver, pki):
     elsewhere = pki.issue("elsewhere", sans=("elsewhere.example",))
     _, client = resolver(reply(200, b"{}"), server_pair=elsewhere)
     with pytest.raises(ResolverUnavailable, match="certificate not trusted"):
-        client.lookup("t")
+        run(client, lambda c: c.lookup("t"))
 
 
 def test_resolver_refusing_our_certificate(resolver, pki):
     _, client = resolver(reply(200, b"{}"), client_pair=pki.foreign_client)
     with pytest.raises(ResolverUnavailable):
-        client.lookup("t")
+        run(client, lambda c: c.lookup("t"))
 
 
 def test_contexts_must_match_the_scheme(pki):
