@@ -46,8 +46,9 @@ instead (VeNCrypt X509None, as proxyd reaches it; bench/vnc_client.py):
 whole-screen raw updates (paced by QEMU's refresh timer, so they show
 whether proxyd holds the screen back rather than what it can carry), round
 trips that QEMU answers at once (SetEncodings naming its extended key event
-pseudo-encoding), and new sessions up to ServerInit one at a time (QEMU
-listens with a backlog of 1).  websockify has no column there: its
+pseudo-encoding) with 1 and 10 sessions (QEMU takes 32 VNC clients at most),
+and new sessions up to ServerInit one at a time (QEMU listens with a
+backlog of 1).  websockify has no column there: its
 ``--ssl-target`` starts TLS on connect, QEMU's VeNCrypt after RFB security.
 
 Everything shares the machine's CPUs; the load average is printed with the
@@ -537,6 +538,8 @@ async def new_sessions(target: Target, seconds: float, concurrency: int) -> Tupl
     elapsed = time.perf_counter() - began
     await asyncio.sleep(0.5)  # closes done, children reaped
     cpu_each = (target.cpu() - cpu) / max(1, len(setups)) * 1e3
+    if not setups:
+        raise RuntimeError(f"no session opened in {seconds:g} s" + (f": {failures[0]}" if failures else ""))
     if failures:
         target.notes.append(f"{len(failures)} failed set-ups, e.g. {failures[0]}")
     return len(setups) / elapsed, percentile(setups, 0.5) * 1e3, percentile(setups, 0.99) * 1e3, cpu_each
@@ -879,7 +882,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="what to measure (default: throughput,aggregate,latency,sessions,memory; "
                              "with qemu-vnc: throughput,latency,sessions)")
     parser.add_argument("--streams", type=int, default=None, help="concurrent streams for the aggregate (100)")
-    parser.add_argument("--active", type=int, default=None, help="active sessions for the second latency run (100)")
+    parser.add_argument("--active", type=int, default=None,
+                        help="active sessions for the second latency run (100; qemu-vnc: 10, QEMU's VNC server "
+                             "takes 32 clients at most by default)")
     parser.add_argument("--interval", type=float, default=100.0,
                         help="ms between one active session's messages (default: %(default)s)")
     parser.add_argument("--concurrency", type=int,
@@ -907,7 +912,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.websockify_channels is None:
         args.websockify_channels = plan.websockify_channels
     args.streams = args.streams or (10 if args.smoke else 100)
-    args.active = args.active or (10 if args.smoke else 100)
+    args.active = args.active or (10 if args.smoke or args.backend == "qemu-vnc" else 100)
     if os.geteuid() != 0:
         parser.error("run as root: the lab starts a private libvirtd under its own account")
     raise_file_limit()
