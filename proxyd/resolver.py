@@ -28,11 +28,13 @@ from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote, urlsplit
 
 from resolverd.settings import address
+from resolverd.targets import join_host_port
 
 log = logging.getLogger(__name__)
 
 MAX_ANSWER = 64 * 1024
 CONNECTIONS = 32  # per worker: look-ups beyond that wait for a connection
+_Connection = Tuple[asyncio.StreamReader, asyncio.StreamWriter]
 CONSOLE_TYPES = {"vnc": "vnc", "spice": "spice", "serial": "serial", "console": "serial"}
 
 
@@ -116,15 +118,12 @@ class ResolverClient:
             raise ValueError("an https resolver needs a TLS context, an http one none")
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._host_header = f"[{self._host}]" if ":" in self._host else self._host
-        if parts.port:
-            self._host_header += f":{parts.port}"
+        self._host_header = join_host_port(self._host, self._port)
         self._path = parts.path.rstrip("/") + "/token/"
         self._context = context
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._idle: List[asyncio.StreamWriter] = []
-        self._readers: Dict[asyncio.StreamWriter, asyncio.StreamReader] = {}
+        self._idle: List[_Connection] = []
         self._slots: Optional[asyncio.Semaphore] = None
         self._closed = False
 
@@ -154,8 +153,8 @@ class ResolverClient:
         """Close the idle connections; those in use close when their answer is in."""
         self._closed = True
         idle, self._idle = self._idle, []
-        for writer in idle:
-            self._drop(writer)
+        for _, writer in idle:
+            writer.close()
 
     async def _call(self, method: str, path: str) -> Tuple[int, bytes]:
         if self._slots is None:
@@ -170,26 +169,23 @@ class ResolverClient:
 
     async def _exchange(self, method: str, path: str) -> Tuple[int, bytes]:
         while self._idle:
-            writer = self._idle.pop()
-            if writer.is_closing() or self._readers[writer].at_eof():
-                self._drop(writer)
+            reader, writer = connection = self._idle.pop()
+            if writer.is_closing() or reader.at_eof():
+                writer.close()
                 continue
             try:
-                return await self._request(writer, method, path, reused=True)
+                return await self._request(connection, method, path, reused=True)
             except _Stale:
                 continue  # resolverd closed the idle kept-alive connection before reading the request
         return await self._request(await self._open(), method, path, reused=False)
 
-    async def _open(self) -> asyncio.StreamWriter:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(
+    async def _open(self) -> _Connection:
+        return await asyncio.wait_for(asyncio.open_connection(
             self._host, self._port, ssl=self._context, server_hostname=self._host if self._context else None,
             ssl_handshake_timeout=self._connect_timeout if self._context else None), self._connect_timeout)
-        self._readers[writer] = reader
-        return writer
 
-    async def _request(self, writer: asyncio.StreamWriter, method: str, path: str,
-                       reused: bool) -> Tuple[int, bytes]:
-        reader = self._readers[writer]
+    async def _request(self, connection: _Connection, method: str, path: str, reused: bool) -> Tuple[int, bytes]:
+        reader, writer = connection
         try:
             writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self._host_header}\r\nAccept: application/json\r\n"
                          "Content-Length: 0\r\n\r\n".encode())
@@ -209,17 +205,13 @@ class ResolverClient:
                 raise ResolverUnavailable("answer too large")
             body = await asyncio.wait_for(reader.readexactly(length), self._read_timeout)
         except BaseException:
-            self._drop(writer)
+            writer.close()
             raise
         if self._closed or (headers.get("Connection") or "").lower() == "close":
-            self._drop(writer)
+            writer.close()
         else:
-            self._idle.append(writer)
+            self._idle.append(connection)
         return status, body
-
-    def _drop(self, writer: asyncio.StreamWriter) -> None:
-        self._readers.pop(writer, None)
-        writer.close()
 
 
 class _Stale(Exception):
@@ -244,7 +236,8 @@ def _describe(exc: BaseException) -> str:
         return f"resolver certificate not trusted: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS with the resolver failed: {exc.reason or exc}"
-    if isinstance(exc, (asyncio.IncompleteReadError, asyncio.LimitOverrunError)):
-        return "resolver closed the connection in the middle of its answer" \
-            if isinstance(exc, asyncio.IncompleteReadError) else "answer head too large"
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return "resolver closed the connection in the middle of its answer"
+    if isinstance(exc, asyncio.LimitOverrunError):
+        return "answer head too large"
     return f"{type(exc).__name__}: {exc}"
