@@ -346,12 +346,16 @@ class Target:
     open_batch: int = 50  # sessions opened at once
     notes: List[str] = field(default_factory=list)
 
-    async def open(self, mode: bytes) -> Conn:
-        loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(lambda: Conn(self.websocket), self.host, self.port, ssl=self.context,
-                                               server_hostname=self.server_hostname)
+    async def connect(self) -> Conn:
+        """TLS to the target, and the websocket upgrade when it is a proxy."""
+        _, conn = await asyncio.get_running_loop().create_connection(
+            lambda: Conn(self.websocket), self.host, self.port, ssl=self.context, server_hostname=self.server_hostname)
         if self.websocket:
             await conn.upgrade(self.path, f"{self.server_hostname}:{self.port}")
+        return conn
+
+    async def open(self, mode: bytes) -> Conn:
+        conn = await self.connect()
         conn.send(mode)
         return conn
 
@@ -412,11 +416,9 @@ class VncTarget(Target):
     async def ready(self, mode: bytes = b"") -> Conn:
         loop = asyncio.get_running_loop()
         if self.websocket:
-            _, conn = await loop.create_connection(lambda: Conn(True), self.host, self.port, ssl=self.context,
-                                                   server_hostname=self.server_hostname)
-            await conn.upgrade(self.path, f"{self.server_hostname}:{self.port}")
+            conn = await self.connect()
             self.screen = await vnc_client.open_through_proxy(conn)
-        else:
+        else:  # VeNCrypt starts in clear text
             _, conn = await loop.create_connection(lambda: Conn(False), self.host, self.port)
 
             async def start_tls() -> None:
@@ -487,7 +489,7 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 async def latency(target: Target, sessions: int, seconds: float, interval: float) -> Tuple[float, float, float]:
-    """Round trips (64-byte echoes, or 1x1 screen updates from QEMU), one session back to back or many each
+    """Round trips (64-byte echoes, or pings through QEMU's VNC server), one session back to back or many each
     sending every ``interval``: p50 and p99 (us), and the server's CPU per round trip (us)."""
     conns = []
     for start in range(0, sessions, target.open_batch):
