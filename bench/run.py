@@ -33,7 +33,9 @@ as much of the shared CPUs as they can (QEMU, the real backend, is C).  What is 
 - round trips of 64-byte messages: one session back to back, then
   ``--active`` sessions each sending one every ``--interval`` ms (a rate
   this machine's Python client keeps up with: at 20 ms even the direct
-  column queues);
+  column queues); the full run splits each into three turns per column,
+  the columns taking turns with every column's sessions open, and pools
+  each column's round trips;
 - new sessions per second from ``--concurrency`` clients that each open a
   session (TLS, upgrade, live resolverd look-up, backend TLS), see the first
   echo and close, with the set-up time's p50 and p99;
@@ -488,12 +490,16 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def latency(target: Target, sessions: int, seconds: float, interval: float) -> Tuple[float, float, float]:
-    """Round trips (64-byte echoes, or pings through QEMU's VNC server), one session back to back or many each
-    sending every ``interval``: p50 and p99 (us), and the server's CPU per round trip (us)."""
-    conns = []
+async def open_sessions(target: Target, sessions: int) -> List[Conn]:
+    conns: List[Conn] = []
     for start in range(0, sessions, target.open_batch):
         conns += await asyncio.gather(*(target.ready() for _ in range(min(target.open_batch, sessions - start))))
+    return conns
+
+
+async def round_trips(target: Target, conns: List[Conn], seconds: float, interval: float) -> Tuple[List[float], float]:
+    """Round trips (64-byte echoes, or pings through QEMU's VNC server) for ``seconds``, each session back to back
+    or each every ``interval``: their times (s) and the server's CPU seconds meanwhile."""
     times: List[float] = []
 
     async def pinger(conn: Conn) -> None:
@@ -510,10 +516,7 @@ async def latency(target: Target, sessions: int, seconds: float, interval: float
     await asyncio.sleep(0.2)
     cpu = target.cpu()
     await asyncio.gather(*(pinger(conn) for conn in conns))
-    cpu_each = (target.cpu() - cpu) / max(1, len(times)) * 1e6
-    for conn in conns:
-        conn.close()
-    return percentile(times, 0.5) * 1e6, percentile(times, 0.99) * 1e6, cpu_each
+    return times, target.cpu() - cpu
 
 
 async def new_sessions(target: Target, seconds: float, concurrency: int) -> Tuple[float, float, float, float]:
@@ -744,7 +747,7 @@ class Plan:
     sessions_seconds: float
     channels: Tuple[int, ...]
     websockify_channels: int  # websockify forks a process per connection: fewer
-    repeats: int = 1  # single-stream runs per column and direction; the median is shown
+    repeats: int = 1  # turns per column: single streams (the median is shown) and round trips (pooled)
 
 
 PLANS = {
@@ -752,6 +755,36 @@ PLANS = {
     "quick": Plan(30, 32, 64, 2, 3, 4, (500, 2000), 100),
     "smoke": Plan(60, 2, 4, 0.5, 1, 1, (20,), 20),
 }
+
+
+async def latency_in_turns(targets: Dict[str, Target], sessions: int, seconds: float, interval: float,
+                           plan: Plan, what: str) -> Dict[str, Optional[Tuple[float, float, float]]]:
+    """Round trips with every column's sessions open, the columns taking ``plan.repeats`` turns (so that the
+    machine's other load hits them alike): p50 and p99 (us) of all of a column's round trips, and its server's
+    CPU per round trip (us); None for a column that failed."""
+    conns = {name: await guarded(target, f"{what}: opening", open_sessions(target, sessions), plan.limit)
+             for name, target in targets.items()}
+    samples: Dict[str, List[float]] = {name: [] for name in targets}
+    cpu: Dict[str, float] = {name: 0.0 for name in targets}
+    failed = {name for name, opened in conns.items() if opened is None}
+    for _ in range(plan.repeats):
+        for name, target in targets.items():
+            if name in failed:
+                continue
+            result = await guarded(target, what, round_trips(target, conns[name], seconds / plan.repeats, interval),
+                                   plan.limit)
+            if result is None:
+                failed.add(name)
+            else:
+                samples[name] += result[0]
+                cpu[name] += result[1]
+    for opened in conns.values():
+        for conn in opened or ():
+            conn.close()
+    return {name: None if name in failed or not samples[name] else
+            (percentile(samples[name], 0.5) * 1e6, percentile(samples[name], 0.99) * 1e6,
+             cpu[name] / len(samples[name]) * 1e6)
+            for name in targets}
 
 
 async def measure(targets: Dict[str, Target], args: argparse.Namespace, plan: Plan) -> Table:
@@ -814,9 +847,7 @@ async def measure(targets: Dict[str, Target], args: argparse.Namespace, plan: Pl
                                             (args.active, args.interval / 1000, plan.active_seconds)):
             what = "1 session, back to back" if sessions == 1 else \
                 f"{sessions} sessions, each every {args.interval:g} ms"
-            results = {name: await guarded(targets[name], f"RTT {what}",
-                                           latency(targets[name], sessions, seconds, interval), limit)
-                       for name in names}
+            results = await latency_in_turns(targets, sessions, seconds, interval, plan, f"RTT {what}")
             for index, label in ((0, "p50"), (1, "p99")):
                 values = {name: None if result is None else result[index] for name, result in results.items()}
                 direct = values.get("direct")
@@ -825,7 +856,8 @@ async def measure(targets: Dict[str, Target], args: argparse.Namespace, plan: Pl
                 table.add(f"RTT {round_trip_label} {label}, {what} (us)", cells(values, ".0f"), note)
             table.add("  server CPU per round trip (us)",
                       cells({name: None if r is None else r[2] for name, r in results.items() if name != "direct"},
-                            ".0f"))
+                            ".0f"),
+                      f"{plan.repeats} turns of {seconds / plan.repeats:.1f} s per column" if plan.repeats > 1 else "")
 
     if "sessions" in sections:
         results = {name: await guarded(targets[name], "new sessions",
