@@ -33,7 +33,7 @@ as much of the shared CPUs as they can (QEMU, the real backend, is C).  What is 
 - round trips of 64-byte messages: one session back to back, then
   ``--active`` sessions each sending one every ``--interval`` ms (a rate
   this machine's Python client keeps up with: at 20 ms even the direct
-  column queues); the full run splits each into three turns per column,
+  column queues); the full run splits each into five turns per column,
   the columns taking turns with every column's sessions open, and pools
   each column's round trips;
 - new sessions per second from ``--concurrency`` clients that each open a
@@ -751,7 +751,7 @@ class Plan:
 
 
 PLANS = {
-    "full": Plan(300, 256, 512, 10, 15, 15, (2000, 10000), 500, repeats=3),
+    "full": Plan(300, 256, 512, 10, 15, 15, (2000, 10000), 500, repeats=5),
     "quick": Plan(30, 32, 64, 2, 3, 4, (500, 2000), 100),
     "smoke": Plan(60, 2, 4, 0.5, 1, 1, (20,), 20),
 }
