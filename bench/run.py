@@ -577,7 +577,6 @@ async def idle_channels(target: Target, channels: int) -> Tuple[float, float]:
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.stack: List[Callable[[], None]] = []
 
     def start(self) -> Dict[str, Target]:
         from lab import teardown
@@ -594,29 +593,30 @@ class Bench:
         pki, daemon, kind = lab.pki, lab.libvirtd, lab.domain_type
         factory = GuestFactory(daemon, GuestImage(run_dir / "image"), pki, run_dir / "disks", kind)
         teardown.register(factory.cleanup)
-        if self.args.backend == "qemu-vnc":
-            return self._qemu_vnc(factory, daemon, pki, run_dir)
-        guest = factory(consoles={"tls-serial"}, wait=False)
-        guest.domain.suspend()  # QEMU keeps its ports; the CPUs are left to the benchmark
-        ordinal = next(n for kind_, n, device in metadata.consoles_of(guest.xml())
-                       if kind_ == "serial" and device.get("type") == "tcp")
-        (token,) = enable(daemon.connection(), guest, console_spec("serial", ordinal, host=BACKEND_HOST))
-        port = guest.tls_serial_port
-        assert port is not None
-
-        backend_pair = pki.issue("bench-backend", server=True, sans=(BACKEND_HOST,))
-        backend = subprocess.Popen([sys.executable, __file__, "--serve-backend", f"{BACKEND_HOST}:{port}",
-                                    str(backend_pair.cert), str(backend_pair.key), str(pki.ca_cert)],
-                                   stdout=subprocess.PIPE, text=True, start_new_session=True)
-        teardown.register(lambda: backend.poll() is None and (backend.kill(), backend.wait()))
-        assert backend.stdout is not None and backend.stdout.readline().strip() == "ready"
+        echo = self.args.backend == "echo"
+        target_class: type = Target if echo else VncTarget
+        if echo:
+            guest = factory(consoles={"tls-serial"}, wait=False)
+            guest.domain.suspend()  # QEMU keeps its ports; the CPUs are left to the benchmark
+            ordinal = next(n for kind_, n, device in metadata.consoles_of(guest.xml())
+                           if kind_ == "serial" and device.get("type") == "tcp")
+            (token,) = enable(daemon.connection(), guest, console_spec("serial", ordinal, host=BACKEND_HOST))
+            host, port = BACKEND_HOST, guest.tls_serial_port
+            assert port is not None
+            self._start_backend(pki, port)
+        else:
+            guest = factory(consoles={"vnc"}, wait=False)
+            guest.domain.suspend()  # the screen stays, QEMU's VNC server answers; the CPUs are left to the bench
+            (token,) = enable(daemon.connection(), guest, console_spec("vnc"))
+            host, port = "127.0.0.1", guest.vnc_port
+            assert port is not None
 
         resolver = Resolverd(run_dir, pki, [daemon.uri], log_level="info")
         teardown.register(resolver.stop)
         resolver.start()
-        answer = resolver.lookup(token)
-        assert answer.status_code == 200 and answer.json()["address"] == f"{BACKEND_HOST}:{port}", answer.text
-        self.resolver, self.pki, self.token = resolver, pki, token
+        if echo:
+            answer = resolver.lookup(token)
+            assert answer.status_code == 200 and answer.json()["address"] == f"{host}:{port}", answer.text
 
         client_tls = tls.client_context(pki.ca_cert)
         targets: Dict[str, Target] = {}
@@ -624,9 +624,9 @@ class Bench:
         if "proxyd" in wanted:
             proxy = Proxyd(run_dir, pki, resolver, "--log-level", "info", workers=self.args.workers).start()
             teardown.register(proxy.kill)
-            targets["proxyd"] = Target("proxyd", "127.0.0.1", proxy.port, True, client_tls, "localhost",
-                                       f"/websockify?token={token}", proxy.process)
-        if "websockify" in wanted:
+            targets["proxyd"] = target_class("proxyd", "127.0.0.1", proxy.port, True, client_tls, "localhost",
+                                             f"/websockify?token={token}", proxy.process)
+        if "websockify" in wanted and echo:  # qemu-vnc: see WEBSOCKIFY_VENCRYPT
             command = shutil.which("websockify", path=str(Path(sys.executable).parent)) or shutil.which("websockify")
             if command is None:
                 print(WEBSOCKIFY_HINT, file=sys.stderr)
@@ -634,32 +634,17 @@ class Bench:
                 targets["websockify"] = self._websockify(command, run_dir, pki, token, port, client_tls)
         if "direct" in wanted:
             direct_tls = tls.client_context(pki.ca_cert, pki.proxyd_qemu_client.cert, pki.proxyd_qemu_client.key)
-            targets["direct"] = Target("direct", BACKEND_HOST, port, False, direct_tls, BACKEND_HOST)
+            targets["direct"] = target_class("direct", host, port, False, direct_tls, host)
         return targets
 
-    def _qemu_vnc(self, factory, daemon, pki, run_dir: Path) -> Dict[str, Target]:
-        from lab.consoles import console_spec, enable
-        from lab.proxyd import Proxyd
-        from lab.resolverd import Resolverd
-        from resolverd import tls
-
-        guest = factory(consoles={"vnc"}, wait=False)
-        guest.domain.suspend()  # the screen stays as it is, QEMU's VNC server answers; the CPUs are left to the bench
-        (token,) = enable(daemon.connection(), guest, console_spec("vnc"))
-        assert guest.vnc_port is not None
-        resolver = Resolverd(run_dir, pki, [daemon.uri], log_level="info")
-        self.teardown.register(resolver.stop)
-        resolver.start()
-        targets: Dict[str, Target] = {}
-        if "proxyd" in self.args.targets:
-            proxy = Proxyd(run_dir, pki, resolver, "--log-level", "info", workers=self.args.workers).start()
-            self.teardown.register(proxy.kill)
-            targets["proxyd"] = VncTarget("proxyd", "127.0.0.1", proxy.port, True, tls.client_context(pki.ca_cert),
-                                          "localhost", f"/websockify?token={token}", proxy.process)
-        if "direct" in self.args.targets:
-            direct_tls = tls.client_context(pki.ca_cert, pki.proxyd_qemu_client.cert, pki.proxyd_qemu_client.key)
-            targets["direct"] = VncTarget("direct", "127.0.0.1", guest.vnc_port, False, direct_tls, "127.0.0.1")
-        return targets
+    def _start_backend(self, pki, port: int) -> None:
+        """The TLS echo/sink/source server on the guest chardev's port, at BACKEND_HOST."""
+        backend_pair = pki.issue("bench-backend", server=True, sans=(BACKEND_HOST,))
+        backend = subprocess.Popen([sys.executable, __file__, "--serve-backend", f"{BACKEND_HOST}:{port}",
+                                    str(backend_pair.cert), str(backend_pair.key), str(pki.ca_cert)],
+                                   stdout=subprocess.PIPE, text=True, start_new_session=True)
+        self.teardown.register(lambda: backend.poll() is None and (backend.kill(), backend.wait()))
+        assert backend.stdout is not None and backend.stdout.readline().strip() == "ready"
 
     def _websockify(self, command: str, run_dir: Path, pki, token: str, port: int,
                     client_tls: ssl.SSLContext) -> Target:
