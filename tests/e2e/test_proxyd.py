@@ -24,14 +24,13 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from lab.bootsector import BANNER, ENQ
 from lab.consoles import console_spec, enable, tokens_of
 from lab.polling import within
 from lab.ports import free_port
 from lab.proxyd import Proxyd
 from lab.spice_link import CHANNEL_MAIN, LINK_OK, authenticate, link, link_message
 from lab.vnc_vencrypt import RFB_VERSION, finish
-from lab.wsstream import DEADLINE, WsStream, close_of, echo_through
+from lab.wsstream import DEADLINE, WsStream, banner_through, close_of, echo_through
 from resolverd.logs import token_ref
 
 
@@ -55,8 +54,7 @@ def test_a_pasted_line_reaches_the_tls_chardev_whole(proxyd, tokens):
     one-byte record.  Three pastes back to back also arrive while the FIFO is full."""
     with proxyd.open(tokens["serial1"]) as ws:
         stream = WsStream(ws)
-        stream.sendall(ENQ)
-        stream.read_until(BANNER)
+        banner_through(stream)
         pasted = bytes(range(0x41, 0x5b)) * 18  # 468 bytes in one websocket message
         stream.sendall(pasted)
         stream.read_until(pasted)

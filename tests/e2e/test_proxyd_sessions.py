@@ -14,10 +14,9 @@ from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
-from lab.bootsector import BANNER, ENQ
 from lab.polling import within
 from lab.proxyd import Proxyd
-from lab.wsstream import DEADLINE, WsStream
+from lab.wsstream import DEADLINE, WsStream, banner_through
 
 PING_INTERVAL = 1.0
 
@@ -27,11 +26,6 @@ def proxyd(lab_run_dir, lab_pki, resolver) -> Iterator[Proxyd]:
     server = Proxyd(lab_run_dir, lab_pki, resolver, "--ping-interval", str(PING_INTERVAL)).start()
     yield server
     server.stop()
-
-
-def banner_through(stream: WsStream) -> None:
-    stream.sendall(ENQ)
-    stream.read_until(BANNER)
 
 
 def silent_tenant(proxy: Proxyd, token: str) -> Tuple[int, str, int, float]:

@@ -58,11 +58,16 @@ def close_of(ws: ClientConnection, timeout: float = DEADLINE) -> Tuple[int, str]
         return frame.code, frame.reason
 
 
+def banner_through(stream: WsStream) -> None:
+    """The guest answers ENQ with its banner: proves the path works both ways."""
+    stream.sendall(ENQ)
+    stream.read_until(BANNER)
+
+
 def echo_through(ws: ClientConnection, marker: bytes) -> None:
     """The lab guest echoes what a port receives; it loses bytes past its 16550's FIFO, so keep markers short."""
     assert len(marker) <= 8
     stream = WsStream(ws)
-    stream.sendall(ENQ)  # the guest answers ENQ with its banner: proves the path works both ways
-    stream.read_until(BANNER)
+    banner_through(stream)
     stream.sendall(marker)
     stream.read_until(marker)

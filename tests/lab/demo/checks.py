@@ -28,10 +28,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from resolverd.tls import client_context
 
-from ..bootsector import BANNER, ENQ
 from ..rfb_tenant import open_session, screen
 from ..spice_link import CHANNEL_MAIN, LINK_OK, authenticate, link
-from ..wsstream import DEADLINE, WsStream
+from ..wsstream import DEADLINE, WsStream, echo_through
 from .stack import TEXT_CONSOLES, Demo
 
 
@@ -56,13 +55,8 @@ def vnc(url: str, context: ssl.SSLContext) -> str:
 
 def serial(url: str, context: ssl.SSLContext) -> None:
     """The guest answers ENQ with its banner and echoes a short marker (its UART FIFO holds 16 bytes)."""
-    marker = b"echo-" + secrets.token_hex(2).encode()
     with _open(url, context) as ws:
-        stream = WsStream(ws)
-        stream.sendall(ENQ)
-        stream.read_until(BANNER)
-        stream.sendall(marker)
-        stream.read_until(marker)
+        echo_through(ws, b"echo" + secrets.token_hex(2).encode())
 
 
 def spice_websocket(url: str, context: ssl.SSLContext) -> None:
