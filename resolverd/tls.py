@@ -18,6 +18,10 @@ def server_context(cert: PathLike, key: PathLike, client_ca: Optional[PathLike])
     """A listener's context; with ``client_ca`` a client certificate signed by it is mandatory."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _harden(context)
+    # No session tickets: their key would live as long as the process (forward secrecy), consoles are
+    # long-lived so resuming saves little, and a TLS 1.3 ticket arriving after the handshake races the
+    # first request of clients that read and write from two threads.
+    context.num_tickets = 0
     _load_chain(context, cert, key)
     if client_ca is not None:
         _load_ca(context, client_ca)

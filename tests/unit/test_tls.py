@@ -14,8 +14,9 @@ def pki(tmp_path_factory) -> Pki:
     return Pki(tmp_path_factory.mktemp("pki"))
 
 
-def handshake(server: ssl.SSLContext, client: ssl.SSLContext, server_hostname: Optional[str] = "localhost") -> None:
-    """Run a TLS handshake between the two contexts over memory BIOs; raise the first SSLError."""
+def handshake(server: ssl.SSLContext, client: ssl.SSLContext,
+              server_hostname: Optional[str] = "localhost") -> ssl.SSLObject:
+    """Run a TLS handshake between the two contexts over memory BIOs; the client's end, or the first SSLError."""
     c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
     client_side = client.wrap_bio(c_in, c_out, server_hostname=server_hostname)
     server_side = server.wrap_bio(s_in, s_out, server_side=True)
@@ -41,7 +42,7 @@ def handshake(server: ssl.SSLContext, client: ssl.SSLContext, server_hostname: O
                 client_side.read(1)
             except ssl.SSLWantReadError:
                 pass
-            return
+            return client_side
     raise AssertionError("handshake did not finish")
 
 
@@ -62,6 +63,16 @@ def test_client_verifies_server_name_and_chain(pki):
     with pytest.raises(ssl.SSLCertVerificationError):
         handshake(server, tls.client_context(pki.foreign_ca_cert))
     handshake(server, tls.client_context(pki.ca_cert, check_hostname=False), server_hostname=None)
+
+
+def test_servers_issue_no_session_tickets(pki):
+    """Ticket keys would live as long as the process, never rotated.  And a TLS 1.3 ticket comes after the
+    handshake, while a client that reads in one thread (websockets' sync client) writes its first request in
+    another: OpenSSL objects are not safe for that, and such a client's upgrade request got lost."""
+    server = tls.server_context(*pki.proxyd_server.as_tuple, client_ca=None)
+    client = handshake(server, tls.client_context(pki.ca_cert))
+    assert client.version() == "TLSv1.3"
+    assert not client.session.has_ticket
 
 
 def test_tls_1_2_is_the_floor(pki):
