@@ -55,6 +55,9 @@ LINK_ERROR = 1
 LINK_INVALID_DATA = 3
 LINK_VERSION_MISMATCH = 4
 LINK_BAD_CONNECTION_ID = 8
+MSGC_DISPLAY_INIT = 101
+DISPLAY_INIT = struct.Struct("<BqBi")  # pixmap cache id and size, glz dictionary id and window size
+MSG_SET_ACK = 3
 EXPIRE_NOW = '{"execute": "expire_password", "arguments": {"protocol": "spice", "time": "now"}}'
 
 
@@ -188,23 +191,22 @@ def linked(sock: ByteStream, token: str, channel_type: int, connection_id: int, 
     return authenticate(sock, reply, token)
 
 
-def display_opened(sock: ByteStream, token: str, session: int, guest) -> bool:
-    """Link a display channel of ``session``, then wait until QEMU lists it (query-spice).
+def display_opened(sock: ByteStream, token: str, session: int) -> bool:
+    """Link a display channel of ``session``, then wait until QEMU's display thread answers DISPLAY_INIT.
 
     QEMU 7.2's spice-server creates a display channel's client in its display
-    thread after the link, and crashes when the session's main channel goes
-    away before that is done ('Failed to create channel client: ... got
-    disconnected while connecting channel type 2', then the guest is gone).
+    thread after the link, and crashes when the channel goes away before that
+    is done ('Failed to create channel client: ... got disconnected while
+    connecting channel type 2', then the guest is gone).  query-spice lists
+    the channel before that, so only the thread's first message shows it is
+    done.
     """
     if linked(sock, token, CHANNEL_DISPLAY, session) != LINK_OK:
         return False
-    within(10, lambda: any(channel["channel-type"] == CHANNEL_DISPLAY for channel in spice_channels(guest)))
+    sock.sendall(struct.pack("<HI", MSGC_DISPLAY_INIT, DISPLAY_INIT.size) + DISPLAY_INIT.pack(1, 1024, 1, 65536))
+    msg_type, _ = struct.unpack("<HI", recv_exactly(sock, 6))
+    assert msg_type == MSG_SET_ACK
     return True
-
-
-def spice_channels(guest) -> List[dict]:
-    answer = libvirt_qemu.qemuMonitorCommand(guest.domain, json.dumps({"execute": "query-spice"}), 0)
-    return json.loads(answer)["return"].get("channels", [])
 
 
 def closed(sock: ssl.SSLSocket, timeout: float = 10) -> bool:
@@ -237,7 +239,7 @@ def test_one_time_token_one_session_whose_channels_open_late(own_proxyd, once_gu
             assert linked(again, token, CHANNEL_MAIN, 0) == LINK_PERMISSION_DENIED
         time.sleep(1)
         with tls_to(proxyd) as display:
-            assert display_opened(display, token, session, guest)
+            assert display_opened(display, token, session)
             with tls_to(proxyd) as intruder:
                 assert linked(intruder, token + "x", CHANNEL_DISPLAY, session) == LINK_PERMISSION_DENIED
             main.close()
@@ -260,7 +262,7 @@ def test_one_time_token_over_websockets_one_session_whose_channels_open_late(own
             assert linked(WsStream(again), "", CHANNEL_MAIN, 0) == LINK_PERMISSION_DENIED
         time.sleep(1)
         with proxyd.open(token) as display:  # (QEMU ends the session when its display closes before main)
-            assert display_opened(WsStream(display), "", session, guest)
+            assert display_opened(WsStream(display), "", session)
             with proxyd.open(tokens["spice"]) as other:  # a live token, but not the one that opened the session
                 assert linked(WsStream(other), "", CHANNEL_DISPLAY, session) == LINK_PERMISSION_DENIED
 
@@ -295,7 +297,7 @@ def test_one_time_token_outlives_main_links_qemu_refused_and_then_opens_one_sess
             with tls_to(proxyd) as again:
                 assert linked(again, token, CHANNEL_MAIN, 0) == LINK_PERMISSION_DENIED
             with tls_to(proxyd) as display:  # QEMU never saw the refused main links: the session is whole
-                assert display_opened(display, token, session, guest)
+                assert display_opened(display, token, session)
     within(5, lambda: len(refusals(proxyd)) == 4)
     assert refusals(proxyd) == ["backend_protocol", "backend_protocol", "token_spent", "unknown_token"]
     log = proxyd.log_text()
@@ -313,7 +315,7 @@ def test_expiring_token_opens_no_session_after_its_deadline_but_its_session_keep
         session = main_session(main, token)
         time.sleep(max(0.0, (deadline - datetime.now(timezone.utc)).total_seconds()) + 0.5)
         with tls_to(proxyd) as display:
-            assert display_opened(display, token, session, guest)
+            assert display_opened(display, token, session)
         with tls_to(proxyd) as again:
             assert linked(again, token, CHANNEL_MAIN, 0) == LINK_PERMISSION_DENIED
 
@@ -360,8 +362,7 @@ def refusals(proxy: Proxyd) -> List[str]:
 
 
 def test_bad_links_get_their_error_one_log_line_each_and_other_sessions_go_on(lab_run_dir, lab_pki, resolver, tokens,
-                                                                              guests, lab_libvirtd, guest):
-    main_guest = guest
+                                                                              guests, lab_libvirtd):
     proxy = Proxyd(lab_run_dir, lab_pki, resolver, "--handshake-timeout", "2", workers=1).start()
     hung = guests(consoles={"spice", "serial"})
     hung_token, = enable(lab_libvirtd.connection(), hung, console_spec("spice"))
@@ -393,7 +394,7 @@ def test_bad_links_get_their_error_one_log_line_each_and_other_sessions_go_on(la
             finally:
                 os.kill(hung.qemu_pid(), signal.SIGCONT)
             with tls_to(proxy) as display:  # the session opened first still opens channels
-                assert display_opened(display, tokens["spice"], session, main_guest)
+                assert display_opened(display, tokens["spice"], session)
         expected = ["client_protocol", "client_protocol", "client_protocol", "timeout", "unknown_session",
                     "backend_protocol", "client_protocol", "unknown_token", "backend_protocol", "timeout"]
         within(5, lambda: len(refusals(proxy)) == len(expected))  # the client may hear before the line is written
@@ -415,9 +416,8 @@ def test_bad_links_get_their_error_one_log_line_each_and_other_sessions_go_on(la
 
 
 def test_a_console_whose_qemu_is_down_gets_a_link_error_one_log_line_and_other_sessions_go_on(
-        own_proxyd, guests, lab_libvirtd, resolver, tokens, guest):
+        own_proxyd, guests, lab_libvirtd, resolver, tokens):
     """The console's metadata sends the proxy to 127.0.0.2, where nothing listens (QEMU listens on 127.0.0.1)."""
-    main_guest = guest
     proxyd = own_proxyd
     guest = guests(consoles={"spice"})
     token, = enable(lab_libvirtd.connection(), guest, console_spec("spice", host="127.0.0.2"))
@@ -447,7 +447,7 @@ def test_a_console_whose_qemu_is_down_gets_a_link_error_one_log_line_and_other_s
         outcome = remote_viewer(proxyd, token, proxy=f"http://tenant:{token}@127.0.0.1:{proxyd.port}")
         assert outcome.errors == [("main:0", "error-link")] and outcome.opened == []
         with tls_to(proxyd) as display:  # the session opened before still opens channels
-            assert display_opened(display, tokens["spice"], session, main_guest)
+            assert display_opened(display, tokens["spice"], session)
     assert proxyd.healthy()
     within(5, lambda: len(refusals(proxyd)) == 4)
     assert refusals(proxyd) == ["backend_unreachable"] * 4
