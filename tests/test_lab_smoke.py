@@ -310,7 +310,12 @@ def test_teardown_leaves_nothing_behind(tmp_path: Path, mode: str):
         if mode != "fail":
             inner.send_signal({"sigint": signal.SIGINT, "sigterm": signal.SIGTERM,
                                "sigkill": signal.SIGKILL}[mode])
-        output += inner.communicate(timeout=60)[0]
+        try:
+            output += inner.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:
+            inner.kill()
+            output += inner.communicate(timeout=10)[0]
+            pytest.fail(f"the inner run did not end within 60 s of its {mode}:\n{output.decode(errors='replace')}")
     finally:
         if inner.poll() is None:
             inner.kill()
