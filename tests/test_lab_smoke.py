@@ -280,6 +280,12 @@ def _wait_until_gone(run_dir: Path, timeout: float) -> list[int]:
     return _lab_processes(run_dir)
 
 
+def _hear_sigint() -> None:
+    """A run started in the background (``cmd &`` in a script) inherits an ignored SIGINT, and Python then
+    installs no KeyboardInterrupt for it: the inner run gets Ctrl-C's default, as at a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("mode", ["fail", "sigint", "sigterm", "sigkill"])
 def test_teardown_leaves_nothing_behind(tmp_path: Path, mode: str):
     """A whole pytest session with a lab guest, resolverd and proxyd, ended four ways."""
@@ -292,6 +298,7 @@ def test_teardown_leaves_nothing_behind(tmp_path: Path, mode: str):
         [sys.executable, "-m", "pytest", "-s", "-q", "-p", "conftest",
          "-p", "no:cacheprovider", "test_inner.py"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        preexec_fn=_hear_sigint,
     )
     assert inner.stdout is not None
     output = b""
