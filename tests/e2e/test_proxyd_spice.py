@@ -55,6 +55,7 @@ LINK_ERROR = 1
 LINK_INVALID_DATA = 3
 LINK_VERSION_MISMATCH = 4
 LINK_BAD_CONNECTION_ID = 8
+MINI_HEADER = struct.Struct("<HI")  # a message's type and size, on channels that linked with the mini header
 MSGC_DISPLAY_INIT = 101
 DISPLAY_INIT = struct.Struct("<BqBi")  # pixmap cache id and size, glz dictionary id and window size
 MSG_SET_ACK = 3
@@ -178,7 +179,7 @@ def main_session(sock: ByteStream, token: str) -> int:
     reply = link(sock, CHANNEL_MAIN)
     assert reply.error == LINK_OK
     assert authenticate(sock, reply, token) == LINK_OK
-    msg_type, size = struct.unpack("<HI", recv_exactly(sock, 6))
+    msg_type, size = MINI_HEADER.unpack(recv_exactly(sock, MINI_HEADER.size))
     assert msg_type == 103 and size >= 32
     return struct.unpack_from("<I", recv_exactly(sock, size))[0]
 
@@ -203,8 +204,8 @@ def display_opened(sock: ByteStream, token: str, session: int) -> bool:
     """
     if linked(sock, token, CHANNEL_DISPLAY, session) != LINK_OK:
         return False
-    sock.sendall(struct.pack("<HI", MSGC_DISPLAY_INIT, DISPLAY_INIT.size) + DISPLAY_INIT.pack(1, 1024, 1, 65536))
-    msg_type, _ = struct.unpack("<HI", recv_exactly(sock, 6))
+    sock.sendall(MINI_HEADER.pack(MSGC_DISPLAY_INIT, DISPLAY_INIT.size) + DISPLAY_INIT.pack(1, 1024, 1, 65536))
+    msg_type, _ = MINI_HEADER.unpack(recv_exactly(sock, MINI_HEADER.size))
     assert msg_type == MSG_SET_ACK
     return True
 
