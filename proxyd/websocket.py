@@ -22,14 +22,14 @@ import base64
 import binascii
 import logging
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import CLOSED, CONNECTING, OPEN
 from websockets.server import ServerProtocol
 
-from proxyd.relay import Leg
+from proxyd.relay import ConsoleLeg, Leg
 from proxyd.request import Framing, framing_of, select_framing
 
 # The library logs request lines (which carry the token) at debug level: keep its logger above that.
@@ -134,20 +134,30 @@ class WebSocketLeg(Leg):
             self.ws.receive_eof()
         super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.get_buffer(nbytes)[:nbytes])  # no copy: the library copies what it keeps
+
+    def data_received(self, data: Union[bytes, memoryview]) -> None:
         if self._linger_timer is not None:
             self._linger_last = time.monotonic()  # the library would discard it anyway
             return
         ws = self.ws
-        ws.receive_data(data)
+        ws.receive_data(data)  # type: ignore[arg-type]  # the library appends them to its bytearray
         if ws.state is CONNECTING or not self._request.done():
             self._opening_events()
         else:
             self.last_activity = time.monotonic()
-            for event in ws.events_received():
-                if ws.state is not OPEN:
-                    break
-                self._frame(event)
+            peer = self.peer if isinstance(self.peer, ConsoleLeg) else None
+            if peer is not None:
+                peer.cork()
+            try:
+                for event in ws.events_received():
+                    if ws.state is not OPEN:
+                        break
+                    self._frame(event)
+            finally:
+                if peer is not None:
+                    peer.uncork()
         self._flush()
         if ws.close_expected():
             self._closing()
