@@ -147,11 +147,12 @@ class WebSocketLeg(Leg):
             self._opening_events()
         else:
             self.last_activity = time.monotonic()
-            peer = self.peer if isinstance(self.peer, ConsoleLeg) else None
+            events = ws.events_received()
+            peer = self.peer if len(events) > 1 and isinstance(self.peer, ConsoleLeg) else None
             if peer is not None:
                 peer.cork()
             try:
-                for event in ws.events_received():
+                for event in events:
                     if ws.state is not OPEN:
                         break
                     self._frame(event)
