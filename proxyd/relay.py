@@ -191,7 +191,7 @@ class TlsChardevLeg(ConsoleLeg):
 
     def _write(self, chunks: List[bytes]) -> None:
         assert self.transport is not None
-        last = chunks[-1]
+        last = memoryview(chunks[-1])  # split without copying it
         self.transport.writelines(chunks[:-1] + [last[:-1], last[-1:]] if len(last) > 1 else chunks)
 
 

@@ -1,5 +1,4 @@
 import ssl
-from pathlib import Path
 from typing import Optional
 
 import pytest
