@@ -18,8 +18,9 @@
    open a later channel of the session it opened (a spent one-time token),
    if the tenant's first bytes are a SPICE link.
 
-Everything up to the session counts against --handshake-timeout.  A refusal
-after the 101 is a close frame with a reason the tenant can read.
+Everything up to the session counts against --handshake-timeout; its log
+line names what the connection was waiting for.  A refusal after the 101 is
+a close frame with a reason the tenant can read.
 """
 
 import asyncio
@@ -28,8 +29,9 @@ import math
 import socket
 import ssl
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Optional, Set, TypeVar, Union, cast
+from typing import Awaitable, Callable, Iterator, Optional, Set, TypeVar, Union, cast
 
 from websockets.frames import CloseCode
 from websockets.protocol import CLOSED, CLOSING, CONNECTING, OPEN
@@ -121,6 +123,7 @@ class Connection:
         self.client: Optional[WebSocketLeg] = None
         self.timed_out = False
         self.started = time.monotonic()
+        self.awaiting = "the first bytes"
 
     async def run(self) -> None:
         task = asyncio.current_task()
@@ -135,7 +138,8 @@ class Connection:
                 self._refuse(Refusal(Failure.DRAINING, CloseCode.GOING_AWAY, "the proxy is shutting down"))
                 raise
             self._refuse(Refusal(Failure.TIMEOUT, CloseCode.TRY_AGAIN_LATER, "timed out opening the console",
-                                 f"handshake not done after {self.shared.handshake_timeout:g} s"))
+                                 f"handshake not done after {self.shared.handshake_timeout:g} s, "
+                                 f"waiting for {self.awaiting}"))
         except Exception:
             log.exception("connection from %s failed", self.peer)
             self._abort()
@@ -146,11 +150,22 @@ class Connection:
         self.timed_out = True
         task.cancel()
 
+    @contextmanager
+    def _waiting_for(self, what: str) -> Iterator[None]:
+        """Names what the connection waits for in the block, for the time-out's log line.
+
+        Left as it is when the block raises: a time-out cancels the task inside it.
+        """
+        before, self.awaiting = self.awaiting, what
+        yield
+        self.awaiting = before
+
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         front = await self._peek_front()
         if front is Front.HTTP_CONNECT:
-            token = await self._connect_request()
+            with self._waiting_for("the CONNECT request"):
+                token = await self._connect_request()
             await self._spice(await self._tls_front({Front.SPICE_LINK}), token)
             return
         if front is Front.TLS:
@@ -250,14 +265,16 @@ class Connection:
         remaining = self.shared.handshake_timeout - (time.monotonic() - self.started)
         try:
             first = _FirstBytes(allowed)  # uvloop hands back its TLS protocol, not this one
-            transport, _ = await loop.connect_accepted_socket(
-                lambda: first, self.sock, ssl=self.shared.public_context,
-                ssl_handshake_timeout=max(remaining, 0.1))
+            with self._waiting_for("the TLS handshake"):
+                transport, _ = await loop.connect_accepted_socket(
+                    lambda: first, self.sock, ssl=self.shared.public_context,
+                    ssl_handshake_timeout=max(remaining, 0.1))
         except (ssl.SSLError, OSError, asyncio.TimeoutError) as exc:
             raise Refusal(Failure.TLS, 0, "TLS handshake failed", f"TLS handshake failed: {exc}") from None
         self.transport = transport
         try:
-            detected = await first.detected
+            with self._waiting_for("the first bytes inside TLS"):
+                detected = await first.detected
         except UnknownFront as exc:
             body = b"Expected a websocket upgrade (GET /websockify) or a SPICE link.\n"
             transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
@@ -285,7 +302,8 @@ class Connection:
         access = Access(check_brake=self._check_brake, failed=lambda: shared.failed_attempts.failed(self.peer_host),
                         resolve=resolve, unspent=self._unspent, claim=self._claim)
         try:
-            channel = await spice_link(leg, shared.ticket_key, shared.outbound, shared.directory, access, token)
+            with self._waiting_for("the SPICE link, from the tenant or the console"):
+                channel = await spice_link(leg, shared.ticket_key, shared.outbound, shared.directory, access, token)
         except Refusal as refusal:
             if isinstance(leg, WebSocketLeg) and not refusal.code:  # the SPICE error went first, in a message
                 refusal.code = CloseCode.POLICY_VIOLATION
@@ -311,7 +329,8 @@ class Connection:
 
     async def _websocket(self, leg: WebSocketLeg) -> None:
         try:
-            request = await leg.request()
+            with self._waiting_for("the upgrade request"):
+                request = await leg.request()
         except HandshakeFailed as exc:
             raise Refusal(Failure.NOT_WEBSOCKET, 0, "not an HTTP request", str(exc)) from None
         if request.protocol != "HTTP/1.1":
@@ -340,7 +359,9 @@ class Connection:
             console = await self._resolve(token, count_failure=False)
         except Refusal as refusal:
             if refusal.failure is Failure.UNKNOWN_TOKEN:
-                if await starts_with_link(leg, SPICE_LINK_WAIT):
+                with self._waiting_for("the tenant's first message"):
+                    linked = await starts_with_link(leg, SPICE_LINK_WAIT)
+                if linked:
                     await self._spice(leg, token)
                     return
                 self.shared.failed_attempts.failed(self.peer_host)
@@ -349,7 +370,9 @@ class Connection:
             await self._spice(leg, token, console)
             return
         self._tenant_still_open(leg)
-        console_leg = await open_console(console, self.shared.outbound, leg)
+        with self._waiting_for(f"the console {console.address}" + (" and the RFB handshake" if console.type == "vnc"
+                                                                    else "")):
+            console_leg = await open_console(console, self.shared.outbound, leg)
         try:
             self._tenant_still_open(leg)
             await self._claim(token, console)
@@ -379,7 +402,8 @@ class Connection:
     async def _resolve(self, token: str, count_failure: bool = True) -> Console:
         started = time.monotonic()
         try:
-            return await self._ask_resolver(self.shared.resolver.lookup, token)
+            with self._waiting_for("the resolver's look-up"):
+                return await self._ask_resolver(self.shared.resolver.lookup, token)
         except TokenRefused:
             if count_failure:
                 self.shared.failed_attempts.failed(self.peer_host)
@@ -403,7 +427,8 @@ class Connection:
         if not console.claim:
             return
         try:
-            await self._ask_resolver(self.shared.resolver.claim, token)
+            with self._waiting_for("the resolver's claim of the one-time token"):
+                await self._ask_resolver(self.shared.resolver.claim, token)
         except TokenSpent:
             raise _token_spent(f"claim of one-time token {token_ref(token)} lost: another session spent it") from None
         except TokenRefused:

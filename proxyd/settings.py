@@ -104,7 +104,8 @@ def build_parser(exit_on_error: bool = True) -> argparse.ArgumentParser:
         help="close a session after this long without console data either way; 0: never "
              "(default: %(default)s)")
     add("--handshake-timeout", type=_at_least(0.1, float), default=10.0, metavar="SECONDS",
-        help="time a connection has to get from accept to an open console (default: %(default)s)")
+        help="time a connection has to get from accept to an open console; the refusal's log line names what "
+             "it was waiting for (default: %(default)s)")
     add("--drain-grace", type=_at_least(0, float), default=30.0, metavar="SECONDS",
         help="on SIGTERM, how long open sessions may go on before they are closed (default: %(default)s)")
     add("--ping-interval", type=_at_least(0, float), default=30.0, metavar="SECONDS",

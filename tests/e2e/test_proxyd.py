@@ -227,6 +227,8 @@ def test_a_handshake_that_never_completes_times_out(lab_run_dir, lab_pki, resolv
                 assert tls.recv(4096).startswith(b"HTTP/1.1 408 ")
         assert time.monotonic() - started < 4
         within(3, lambda: proxy.metric('proxyd_handshake_failures_total{reason="timeout"}') == 2)
+        assert re.findall(r"reason=timeout detail='handshake not done after 1 s, waiting for ([^']+)'",
+                          proxy.log_text()) == ["the first bytes", "the upgrade request"]
     finally:
         proxy.stop()
 
@@ -330,7 +332,8 @@ def test_a_one_time_token_is_spent_by_the_first_session_its_console_accepted(lab
             os.kill(victim.qemu_pid(), signal.SIGCONT)
     finally:
         impatient.stop()
-    assert re.findall(r"refused client=\S+ reason=(\w+)", impatient.log_text()) == ["timeout"]
+    assert re.findall(r"refused client=\S+ reason=(\w+) detail='[^']*waiting for the console \S+ and the RFB",
+                      impatient.log_text()) == ["timeout"]
     # The second tenant's handshake waits for the first's, so this proxy keeps the default time-out:
     # two seconds are not always enough for both on a loaded machine.
     proxy = Proxyd(lab_run_dir, lab_pki, resolver, workers=1).start()

@@ -401,6 +401,8 @@ def test_bad_links_get_their_error_one_log_line_each_and_other_sessions_go_on(la
         within(5, lambda: len(refusals(proxy)) == len(expected))  # the client may hear before the line is written
         assert refusals(proxy) == expected
         log = proxy.log_text()
+        assert re.findall(r"reason=timeout detail='[^']*, waiting for ([^']+)'", log) == \
+            ["the SPICE link, from the tenant or the console"] * 2
         assert re.search(r"SPICE server 127\.0\.0\.1:\d+: backend refused the link after the ticket: PERMISSION_DENIED",
                          log)
         assert "Traceback" not in log and tokens["spice"] not in log and hung_token not in log
