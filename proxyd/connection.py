@@ -318,7 +318,7 @@ class Connection:
                 directory.leave(channel.session, session)
 
         session = Session(leg, channel.console_leg, channel.console, self.peer, shared.metrics, ended,
-                          idles=main is not None)
+                          secondary=main is None)
         shared.sessions.add(session)
         if main is None:
             directory.join(channel.session, session)

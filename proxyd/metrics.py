@@ -51,11 +51,28 @@ class WorkerMetrics:
     def __init__(self) -> None:
         self.sessions_open: Counter = Counter()
         self.sessions_total: Counter = Counter()
+        self.channels_open: Counter = Counter()  # relayed connections: a SPICE session has one per channel
+        self.channels_total: Counter = Counter()
         self.bytes: Counter = Counter()  # (console type, direction) -> bytes
         self.failures: Counter = Counter()  # Failure value -> count
         self.resolver_buckets = [0] * (len(RESOLVER_BUCKETS) + 1)
         self.resolver_sum = 0.0
         self.resolver_count = 0
+
+    def relay_started(self, kind: str, secondary: bool) -> None:
+        """``secondary``: a SPICE channel other than main, a channel of the session its main channel counted."""
+        self.channels_open[kind] += 1
+        self.channels_total[kind] += 1
+        if not secondary:
+            self.sessions_open[kind] += 1
+            self.sessions_total[kind] += 1
+
+    def relay_ended(self, kind: str, secondary: bool, to_console: int, to_client: int) -> None:
+        self.channels_open[kind] -= 1
+        if not secondary:
+            self.sessions_open[kind] -= 1
+        self.bytes[(kind, TO_CONSOLE)] += to_console
+        self.bytes[(kind, TO_CLIENT)] += to_client
 
     def failed(self, reason: Failure) -> None:
         self.failures[reason.value] += 1
@@ -71,6 +88,8 @@ class WorkerMetrics:
         return {
             "open": dict(self.sessions_open),
             "sessions": dict(self.sessions_total),
+            "channels_open": dict(self.channels_open),
+            "channels": dict(self.channels_total),
             "bytes": [[kind, direction, n] for (kind, direction), n in byte_counts.items()],
             "failures": dict(self.failures),
             "resolver": {"buckets": list(self.resolver_buckets), "sum": self.resolver_sum,
@@ -84,7 +103,7 @@ def _empty() -> Snapshot:
 
 def _add_counters(total: Snapshot, part: Snapshot) -> None:
     """Add the counters (not the gauges) of ``part`` into ``total``."""
-    for key in ("sessions", "failures"):
+    for key in ("sessions", "channels", "failures"):
         for label, n in part[key].items():
             total[key][label] = total[key].get(label, 0) + n
     byte_totals = {(kind, direction): n for kind, direction, n in total["bytes"]}
@@ -100,8 +119,8 @@ def _add_counters(total: Snapshot, part: Snapshot) -> None:
 def valid_snapshot(snapshot: Any) -> bool:
     """The shape a worker sends; anything else is dropped by the master."""
     try:
-        return (isinstance(snapshot["open"], dict) and isinstance(snapshot["sessions"], dict)
-                and isinstance(snapshot["failures"], dict)
+        return (all(isinstance(snapshot[key], dict) for key in ("open", "sessions", "channels_open", "channels",
+                                                                "failures"))
                 and all(len(row) == 3 for row in snapshot["bytes"])
                 and len(snapshot["resolver"]["buckets"]) == len(RESOLVER_BUCKETS) + 1
                 and isinstance(snapshot["resolver"]["count"], int))
@@ -130,17 +149,24 @@ class Aggregate:
         _add_counters(total, self._retired)
         for snapshot in self._live.values():
             _add_counters(total, snapshot)
-            for kind, n in snapshot["open"].items():
-                total["open"][kind] = total["open"].get(kind, 0) + n
+            for gauge in ("open", "channels_open"):
+                for kind, n in snapshot[gauge].items():
+                    total[gauge][kind] = total[gauge].get(kind, 0) + n
         return total
 
     def render(self, workers_alive: int) -> str:
         total = self.total()
         families = [
-            Family("proxyd_sessions_open", "gauge", "Console sessions open now, by console type.",
+            Family("proxyd_sessions_open", "gauge",
+                   "Console sessions open now, by console type (a SPICE session counts once, by its main channel).",
                    _by_type(total["open"])),
             Family("proxyd_sessions_total", "counter", "Console sessions opened, by console type.",
                    _by_type(total["sessions"])),
+            Family("proxyd_channels_open", "gauge",
+                   "Connections relayed now, by console type: one per session, one per channel of a SPICE session.",
+                   _by_type(total["channels_open"])),
+            Family("proxyd_channels_total", "counter", "Connections relayed, by console type.",
+                   _by_type(total["channels"])),
             Family("proxyd_bytes_total", "counter",
                    "Console bytes relayed, by console type and direction (to_console: tenant to QEMU).",
                    [({"type": kind, "direction": direction}, float(n))

@@ -13,7 +13,7 @@ from typing import Callable, Optional, Union
 
 from websockets.frames import CloseCode
 
-from proxyd.metrics import TO_CLIENT, TO_CONSOLE, WorkerMetrics
+from proxyd.metrics import WorkerMetrics
 from proxyd.relay import ConsoleLeg, link
 from proxyd.resolver import Console
 from proxyd.stream_leg import StreamLeg
@@ -26,8 +26,9 @@ REFUSED_WITHIN = 1.0  # a console that closes this soon without a byte refused u
 
 class Session:
     def __init__(self, client: Union[WebSocketLeg, StreamLeg], console_leg: ConsoleLeg, console: Console, peer: str,
-                 metrics: WorkerMetrics, on_end: Callable[["Session"], None], *, idles: bool = True) -> None:
-        """``idles``: False for a SPICE channel other than main, which ends with its main channel instead."""
+                 metrics: WorkerMetrics, on_end: Callable[["Session"], None], *, secondary: bool = False) -> None:
+        """``secondary``: a SPICE channel other than main, which ends with its main channel instead of idling
+        out and counts as a channel of the session its main channel opened."""
         self.client = client
         self.console_leg = console_leg
         self.console = console
@@ -38,7 +39,7 @@ class Session:
         self._metrics = metrics
         self._on_end = on_end
         self._moved_seen = 0
-        self._idles = idles
+        self._secondary = secondary
 
     @property
     def to_console(self) -> int:
@@ -55,14 +56,13 @@ class Session:
         self.client.on_closing = self._tenant_closing
         self.client.on_lost(self._tenant_lost)
         self.console_leg.on_lost(self._console_lost)
-        self._metrics.sessions_open[self.console.type] += 1
-        self._metrics.sessions_total[self.console.type] += 1
+        self._metrics.relay_started(self.console.type, self._secondary)
         link(self.client, self.console_leg)
 
     def idle_for(self, now: float) -> float:
         """Seconds since console data was last seen moving either way (checked at each call)."""
         moved = self.to_console + self.to_client
-        if moved != self._moved_seen or not self._idles:
+        if moved != self._moved_seen or self._secondary:
             self._moved_seen, self.last_data = moved, now
         return now - self.last_data
 
@@ -72,10 +72,7 @@ class Session:
         self.ended = True
         self.client.close_with(code, reason)
         self.console_leg.close()
-        kind = self.console.type
-        self._metrics.sessions_open[kind] -= 1
-        self._metrics.bytes[(kind, TO_CONSOLE)] += self.to_console
-        self._metrics.bytes[(kind, TO_CLIENT)] += self.to_client
+        self._metrics.relay_ended(self.console.type, self._secondary, self.to_console, self.to_client)
         log.info("session close client=%s domain=%s type=%s to_console=%d to_client=%d duration=%.3f reason=%r",
                  self.peer, self.console.domain, self.console.type, self.to_console, self.to_client,
                  time.monotonic() - self.started, reason)

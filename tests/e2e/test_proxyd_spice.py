@@ -396,6 +396,8 @@ def test_bad_links_get_their_error_one_log_line_each_and_other_sessions_go_on(la
                 os.kill(hung.qemu_pid(), signal.SIGCONT)
             with tls_to(proxy) as display:  # the session opened first still opens channels
                 assert display_opened(display, tokens["spice"], session)
+                within(3, lambda: [proxy.metric(f'proxyd_{family}_open{{type="spice"}}')
+                                   for family in ("sessions", "channels")] == [1, 2])
         expected = ["client_protocol", "client_protocol", "client_protocol", "timeout", "unknown_session",
                     "backend_protocol", "client_protocol", "unknown_token", "backend_protocol", "timeout"]
         within(5, lambda: len(refusals(proxy)) == len(expected))  # the client may hear before the line is written

@@ -54,6 +54,31 @@ def test_aggregate_sums_live_workers_and_keeps_counters_of_dead_ones():
     assert sample(text, "proxyd_workers") == "1"
 
 
+def test_a_spice_session_counts_once_and_each_of_its_channels_as_a_channel():
+    metrics = WorkerMetrics()
+    metrics.relay_started("spice", secondary=False)  # main
+    for _ in range(3):  # display, inputs, cursor
+        metrics.relay_started("spice", secondary=True)
+    metrics.relay_started("vnc", secondary=False)
+    metrics.relay_ended("spice", True, to_console=3, to_client=40)
+    aggregate = Aggregate()
+    aggregate.update(100, metrics.snapshot())
+    text = aggregate.render(workers_alive=1)
+    assert [sample(text, f'proxyd_{family}{{type="{kind}"}}') for family in ("sessions_open", "channels_open",
+                                                                             "sessions_total", "channels_total")
+            for kind in ("spice", "vnc")] == ["1", "1", "3", "1", "1", "1", "4", "1"]
+    assert sample(text, 'proxyd_bytes_total{type="spice",direction="to_client"}') == "40"
+    metrics.relay_ended("spice", False, to_console=0, to_client=0)
+    aggregate.update(100, metrics.snapshot())
+    assert sample(aggregate.render(workers_alive=1), 'proxyd_sessions_open{type="spice"}') == "0"
+
+
+def test_a_snapshot_without_the_channel_counters_is_dropped():
+    snapshot = WorkerMetrics().snapshot()
+    del snapshot["channels_open"]
+    assert not valid_snapshot(snapshot)
+
+
 def test_every_failure_reason_is_exported_even_at_zero():
     text = Aggregate().render(workers_alive=0)
     for reason in Failure:
