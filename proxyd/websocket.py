@@ -29,7 +29,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import CLOSED, CONNECTING, OPEN
 from websockets.server import ServerProtocol
 
-from proxyd.relay import ConsoleLeg, Leg
+from proxyd.relay import ConsoleLeg, Leg, ViewSink
 from proxyd.request import Framing, framing_of, select_framing
 
 # The library logs request lines (which carry the token) at debug level: keep its logger above that.
@@ -101,7 +101,7 @@ class WebSocketLeg(Leg):
 
     # -- open connection
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: Union[bytes, memoryview]) -> None:
         if self.ws.state is not OPEN:
             return
         if self.framing is Framing.BASE64:
@@ -109,6 +109,9 @@ class WebSocketLeg(Leg):
         else:
             self.ws.send_binary(data)
         self._flush()
+
+    def send_view(self) -> Optional[ViewSink]:
+        return self.send  # the library serializes each frame into bytes of its own before it returns
 
     def ping(self) -> None:
         if self.ws.state is OPEN:
