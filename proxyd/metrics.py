@@ -11,7 +11,7 @@ import enum
 import math
 from bisect import bisect_left
 from collections import Counter
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 from resolverd.metrics import Family, render
 
@@ -67,12 +67,14 @@ class WorkerMetrics:
             self.sessions_open[kind] += 1
             self.sessions_total[kind] += 1
 
-    def relay_ended(self, kind: str, secondary: bool, to_console: int, to_client: int) -> None:
+    def relay_moved(self, kind: str, to_console: int, to_client: int) -> None:
+        self.bytes[(kind, TO_CONSOLE)] += to_console
+        self.bytes[(kind, TO_CLIENT)] += to_client
+
+    def relay_ended(self, kind: str, secondary: bool) -> None:
         self.channels_open[kind] -= 1
         if not secondary:
             self.sessions_open[kind] -= 1
-        self.bytes[(kind, TO_CONSOLE)] += to_console
-        self.bytes[(kind, TO_CLIENT)] += to_client
 
     def failed(self, reason: Failure) -> None:
         self.failures[reason.value] += 1
@@ -82,15 +84,14 @@ class WorkerMetrics:
         self.resolver_sum += seconds
         self.resolver_count += 1
 
-    def snapshot(self, open_bytes: Optional[Counter] = None) -> Snapshot:
-        """Counters as JSON; ``open_bytes`` adds what open sessions moved so far (closed ones are in ``bytes``)."""
-        byte_counts = self.bytes + open_bytes if open_bytes else self.bytes
+    def snapshot(self) -> Snapshot:
+        """Counters as JSON."""
         return {
             "open": dict(self.sessions_open),
             "sessions": dict(self.sessions_total),
             "channels_open": dict(self.channels_open),
             "channels": dict(self.channels_total),
-            "bytes": [[kind, direction, n] for (kind, direction), n in byte_counts.items()],
+            "bytes": [[kind, direction, n] for (kind, direction), n in self.bytes.items()],
             "failures": dict(self.failures),
             "resolver": {"buckets": list(self.resolver_buckets), "sum": self.resolver_sum,
                          "count": self.resolver_count},

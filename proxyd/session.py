@@ -39,6 +39,7 @@ class Session:
         self._metrics = metrics
         self._on_end = on_end
         self._moved_seen = 0
+        self._reported = (0, 0)  # to_console, to_client as the metrics last heard
         self._secondary = secondary
 
     @property
@@ -59,6 +60,12 @@ class Session:
         self._metrics.relay_started(self.console.type, self._secondary)
         link(self.client, self.console_leg)
 
+    def report_moved(self) -> None:
+        """Adds what moved since the last report to the worker's byte counters."""
+        to_console, to_client = self.to_console, self.to_client
+        self._metrics.relay_moved(self.console.type, to_console - self._reported[0], to_client - self._reported[1])
+        self._reported = (to_console, to_client)
+
     def idle_for(self, now: float) -> float:
         """Seconds since console data was last seen moving either way (checked at each call)."""
         moved = self.to_console + self.to_client
@@ -72,7 +79,8 @@ class Session:
         self.ended = True
         self.client.close_with(code, reason)
         self.console_leg.close()
-        self._metrics.relay_ended(self.console.type, self._secondary, self.to_console, self.to_client)
+        self.report_moved()
+        self._metrics.relay_ended(self.console.type, self._secondary)
         log.info("session close client=%s domain=%s type=%s to_console=%d to_client=%d duration=%.3f reason=%r",
                  self.peer, self.console.domain, self.console.type, self.to_console, self.to_client,
                  time.monotonic() - self.started, reason)

@@ -16,7 +16,6 @@ import logging
 import signal
 import socket
 import time
-from collections import Counter
 from dataclasses import replace
 from typing import Any, Dict, List, Optional, Sequence, Set
 
@@ -26,13 +25,14 @@ from websockets.frames import CloseCode
 from proxyd import brake, channel
 from proxyd.backends import Outbound
 from proxyd.connection import Shared, handler
-from proxyd.metrics import TO_CLIENT, TO_CONSOLE, WorkerMetrics
+from proxyd.metrics import WorkerMetrics
 from proxyd.protocol.spice_link import TicketKey
 from proxyd.reload import reread
 from proxyd.resolver import ResolverClient
 from proxyd.session import Session
 from proxyd.settings import Contexts, Settings
 from proxyd.spice_directory import SessionDirectory
+from proxyd.sweep import sweep
 from resolverd import logs
 from resolverd.config import ConfigError
 
@@ -195,34 +195,16 @@ class Worker:
 
     def _tick(self) -> None:
         loop = asyncio.get_running_loop()
-        self._sweep(time.monotonic())
-        self._send_snapshot()
+        settings = self._settings
+        sweep(list(self._sessions), time.monotonic(), settings.idle_timeout, settings.ping_interval,
+              self._send_snapshot)
         if self._draining:
             self._check_drained()
         assert self._stopped is not None
         if not self._stopped.done():
             loop.call_later(TICK, self._tick)
 
-    def _sweep(self, now: float) -> None:
-        idle_timeout, ping_interval = self._settings.idle_timeout, self._settings.ping_interval
-        for session in list(self._sessions):
-            if idle_timeout and session.idle_for(now) > idle_timeout:
-                session.end(CloseCode.NORMAL_CLOSURE, f"idle for more than {idle_timeout:g} s")
-                continue
-            if not ping_interval:
-                continue
-            client = session.client
-            if client.ping_sent is not None:
-                if now - client.ping_sent > ping_interval:
-                    session.end(CloseCode.GOING_AWAY, "no answer to ping")
-            elif now - client.last_activity > ping_interval:
-                client.ping()
-
     def _send_snapshot(self) -> None:
-        open_bytes: Counter = Counter()
-        for session in self._sessions:
-            open_bytes[(session.console.type, TO_CONSOLE)] += session.to_console
-            open_bytes[(session.console.type, TO_CLIENT)] += session.to_client
-        snapshot = self._metrics.snapshot(open_bytes)
+        snapshot = self._metrics.snapshot()
         if snapshot != self._last_snapshot and channel.send(self._link, {"kind": "metrics", "snapshot": snapshot}):
             self._last_snapshot = snapshot

@@ -1,5 +1,4 @@
 import json
-from collections import Counter
 
 from proxyd.metrics import RESOLVER_BUCKETS, Aggregate, Failure, WorkerMetrics, render_histogram, valid_snapshot
 
@@ -18,9 +17,10 @@ def sample(text: str, line_start: str) -> str:
     return next(line for line in text.splitlines() if line.startswith(line_start)).rsplit(" ", 1)[1]
 
 
-def test_snapshot_is_json_and_adds_open_session_bytes():
+def test_snapshot_is_json_and_counts_what_relays_reported():
     metrics = worker_with(1, to_console=10)
-    snapshot = metrics.snapshot(Counter({("vnc", "to_console"): 5, ("vnc", "to_client"): 7}))
+    metrics.relay_moved("vnc", 5, 7)
+    snapshot = metrics.snapshot()
     assert json.loads(json.dumps(snapshot)) == snapshot
     assert sorted(snapshot["bytes"]) == [["vnc", "to_client", 7], ["vnc", "to_console", 15]]
     assert valid_snapshot(snapshot)
@@ -60,7 +60,8 @@ def test_a_spice_session_counts_once_and_each_of_its_channels_as_a_channel():
     for _ in range(3):  # display, inputs, cursor
         metrics.relay_started("spice", secondary=True)
     metrics.relay_started("vnc", secondary=False)
-    metrics.relay_ended("spice", True, to_console=3, to_client=40)
+    metrics.relay_moved("spice", 3, 40)
+    metrics.relay_ended("spice", secondary=True)
     aggregate = Aggregate()
     aggregate.update(100, metrics.snapshot())
     text = aggregate.render(workers_alive=1)
@@ -68,7 +69,7 @@ def test_a_spice_session_counts_once_and_each_of_its_channels_as_a_channel():
                                                                              "sessions_total", "channels_total")
             for kind in ("spice", "vnc")] == ["1", "1", "3", "1", "1", "1", "4", "1"]
     assert sample(text, 'proxyd_bytes_total{type="spice",direction="to_client"}') == "40"
-    metrics.relay_ended("spice", False, to_console=0, to_client=0)
+    metrics.relay_ended("spice", secondary=False)
     aggregate.update(100, metrics.snapshot())
     assert sample(aggregate.render(workers_alive=1), 'proxyd_sessions_open{type="spice"}') == "0"
 
