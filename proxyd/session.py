@@ -38,8 +38,7 @@ class Session:
         self.ended = False
         self._metrics = metrics
         self._on_end = on_end
-        self._moved_seen = 0
-        self._reported = (0, 0)  # to_console, to_client as the metrics last heard
+        self._reported = (0, 0)  # to_console, to_client at the last look
         self._secondary = secondary
 
     @property
@@ -60,17 +59,15 @@ class Session:
         self._metrics.relay_started(self.console.type, self._secondary)
         link(self.client, self.console_leg)
 
-    def report_moved(self) -> None:
-        """Adds what moved since the last report to the worker's byte counters."""
+    def take_stock(self, now: float) -> float:
+        """Adds what moved since the last look to the worker's byte counters; seconds since a look last saw
+        console data move either way."""
         to_console, to_client = self.to_console, self.to_client
-        self._metrics.relay_moved(self.console.type, to_console - self._reported[0], to_client - self._reported[1])
+        previous_console, previous_client = self._reported
+        if (to_console, to_client) != self._reported or self._secondary:
+            self.last_data = now
+        self._metrics.relay_moved(self.console.type, to_console - previous_console, to_client - previous_client)
         self._reported = (to_console, to_client)
-
-    def idle_for(self, now: float) -> float:
-        """Seconds since console data was last seen moving either way (checked at each call)."""
-        moved = self.to_console + self.to_client
-        if moved != self._moved_seen or self._secondary:
-            self._moved_seen, self.last_data = moved, now
         return now - self.last_data
 
     def end(self, code: int, reason: str) -> None:
@@ -79,7 +76,7 @@ class Session:
         self.ended = True
         self.client.close_with(code, reason)
         self.console_leg.close()
-        self.report_moved()
+        self.take_stock(time.monotonic())
         self._metrics.relay_ended(self.console.type, self._secondary)
         log.info("session close client=%s domain=%s type=%s to_console=%d to_client=%d duration=%.3f reason=%r",
                  self.peer, self.console.domain, self.console.type, self.to_console, self.to_client,

@@ -30,8 +30,8 @@ def sweep(sessions: Sequence[Session], now: float, idle_timeout: float, ping_int
 
 
 def _look_at(session: Session, now: float, idle_timeout: float, ping_interval: float) -> None:
-    session.report_moved()
-    if idle_timeout and session.idle_for(now) > idle_timeout:
+    idle = session.take_stock(now)
+    if idle_timeout and idle > idle_timeout:
         session.end(CloseCode.NORMAL_CLOSURE, f"idle for more than {idle_timeout:g} s")
         return
     if not ping_interval:
