@@ -3,7 +3,7 @@
 import asyncio
 import socket
 import time
-from typing import Callable, Tuple
+from typing import Callable, Tuple, Type
 
 from proxyd.relay import ConsoleLeg
 
@@ -18,10 +18,10 @@ async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         await asyncio.sleep(0.005)
 
 
-async def leg_pair() -> Tuple[ConsoleLeg, socket.socket]:
-    """A ConsoleLeg on one end of a socket pair, and the other end for the test to play the peer."""
+async def leg_pair(kind: Type[ConsoleLeg] = ConsoleLeg) -> Tuple[ConsoleLeg, socket.socket]:
+    """A ConsoleLeg (or ``kind``) on one end of a socket pair, and the other end for the test to play the peer."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     theirs.setblocking(False)
-    _, leg = await asyncio.get_running_loop().connect_accepted_socket(ConsoleLeg, ours)
+    _, leg = await asyncio.get_running_loop().connect_accepted_socket(kind, ours)
     return leg, theirs

@@ -20,10 +20,7 @@ async def open_sessions(count: int, metrics: WorkerMetrics) -> Tuple[List[Sessio
     """Relaying sessions, and the tenant ends of their connections."""
     sessions, tenants = [], []
     for _ in range(count):
-        ours, tenant = socket.socketpair()
-        ours.setblocking(False)
-        tenant.setblocking(False)
-        _, client = await asyncio.get_running_loop().connect_accepted_socket(StreamLeg, ours)
+        client, tenant = await leg_pair(StreamLeg)
         console, console_peer = await leg_pair()
         session = Session(client, console, CONSOLE, "tenant", metrics, lambda ended, peer=console_peer: peer.close())
         session.start("token-ref")
